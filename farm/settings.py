@@ -1,0 +1,96 @@
+"""One settings object for the whole farm.
+
+Everything is read from the environment (``FARM_`` prefix, ``__`` for nested
+groups) or a ``.env`` file, so a GPU cluster differs from a laptop only by
+configuration. The embedded defaults keep every byte under ``./.farm/``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+HOME = Path(".farm")
+
+
+class DatabaseSettings(BaseModel):
+    url: str = Field(
+        default=f"sqlite:///{HOME / 'farm.db'}",
+        description="SQLAlchemy URL: sqlite:///path or postgresql+psycopg://user:pw@host/db",
+    )
+    echo: bool = False
+
+
+class StorageSettings(BaseModel):
+    backend: Literal["local", "s3"] = "local"
+    local_root: Path = HOME / "objects"
+    max_upload_bytes: int = Field(default=5 * 1024**3, description="Largest accepted asset upload")
+    presign_expiry_s: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
+
+
+class S3Settings(BaseModel):
+    endpoint: str = Field(default="127.0.0.1:9000", description="host:port of MinIO/S3/R2")
+    access_key: str = "minioadmin"
+    secret_key: SecretStr = SecretStr("minioadmin")
+    bucket: str = "storycore-farm"
+    region: str | None = None
+    secure: bool = False
+    part_size: int = Field(default=16 * 1024**2, ge=5 * 1024**2, description="Multipart part size")
+
+
+class RaySettings(BaseModel):
+    address: str | None = Field(
+        default=None, description="Ray cluster to join (ray://, auto or host:port); None starts a local head"
+    )
+    dashboard_url: str | None = Field(
+        default=None, description="Ray dashboard / Jobs API URL; derived for the local head"
+    )
+    num_cpus: int = Field(default=8, ge=1, description="Logical CPUs of the local head")
+    dashboard_port: int = 8265
+    head_port: int = 6380
+
+
+class ModelSettings(BaseModel):
+    cache_dir: Path = HOME / "models"
+    registry_file: Path | None = Field(
+        default=None, description="YAML file mapping served model names to sources"
+    )
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = Field(default=None, description="Base URL clients use; derived if unset")
+    page_size_max: int = 200
+
+
+class Settings(BaseSettings):
+    """The farm's configuration (``FARM_*`` environment variables)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FARM_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    home: Path = HOME
+    db: DatabaseSettings = DatabaseSettings()
+    storage: StorageSettings = StorageSettings()
+    s3: S3Settings = S3Settings()
+    ray: RaySettings = RaySettings()
+    models: ModelSettings = ModelSettings()
+    api: ApiSettings = ApiSettings()
+
+    @property
+    def base_url(self) -> str:
+        return self.api.public_url or f"http://{self.api.host}:{self.api.port}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
