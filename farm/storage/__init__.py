@@ -1,0 +1,42 @@
+"""Object storage: one ``ObjectStore`` interface, a local directory or an S3 bucket behind it.
+
+>>> store = open_store(get_settings()); store.ensure_ready()
+"""
+
+from __future__ import annotations
+
+from farm.settings import Settings
+from farm.storage.base import ObjectInfo, ObjectNotFound, ObjectStore, StorageError, validate_key
+from farm.storage.local import LocalStore
+from farm.storage.s3 import S3Store
+from farm.storage.signing import load_signing_key
+
+__all__ = [
+    "LocalStore",
+    "ObjectInfo",
+    "ObjectNotFound",
+    "ObjectStore",
+    "S3Store",
+    "StorageError",
+    "load_signing_key",
+    "open_store",
+    "validate_key",
+]
+
+
+def open_store(settings: Settings) -> ObjectStore:
+    """Build the configured backend; touches nothing remote (call ``ensure_ready`` at startup)."""
+    if settings.storage.backend == "local":
+        return LocalStore(settings.storage.local_root, load_signing_key(settings.home), settings.base_url)
+    if settings.storage.backend == "s3":
+        s3 = settings.s3
+        return S3Store(
+            s3.endpoint,
+            s3.access_key,
+            s3.secret_key.get_secret_value(),
+            s3.bucket,
+            region=s3.region,
+            secure=s3.secure,
+            part_size=s3.part_size,
+        )
+    raise ValueError(f"unknown storage backend {settings.storage.backend!r}")
