@@ -1,0 +1,49 @@
+"""The control plane's FastAPI app: the farm's one front door."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+
+from farm.api import errors
+from farm.api.metrics import Metrics, MetricsMiddleware
+from farm.api.routes import assets, audit, health, keys, objects, projects
+from farm.api.runtime import Runtime
+from farm.db import Database
+from farm.settings import Settings, get_settings
+from farm.storage import ObjectStore, open_store
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    db: Database | None = None,
+    store: ObjectStore | None = None,
+    migrate: bool = True,
+) -> FastAPI:
+    settings = settings or get_settings()
+    runtime = Runtime(settings=settings, db=db or Database(settings.db.url, echo=settings.db.echo), store=store or open_store(settings))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if migrate:
+            await run_in_threadpool(runtime.db.upgrade)
+        await run_in_threadpool(runtime.store.ensure_ready)
+        yield
+
+    app = FastAPI(
+        title="StoryCore Farm",
+        version="0.1.0",
+        description="Control plane of the StoryCore render farm: organizations, keys, projects and assets.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.state.metrics = Metrics()
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    errors.install(app)
+    for module in (health, keys, projects, assets, audit, objects):
+        app.include_router(module.router)
+    return app

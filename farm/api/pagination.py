@@ -1,0 +1,31 @@
+"""Cursor pagination over time-ordered ids, newest first."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Query
+from pydantic import BaseModel
+from sqlalchemy import Select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from farm.api.schemas import Page
+
+P = TypeVar("P", bound=BaseModel)
+
+Limit = Annotated[int, Query(ge=1, le=200, description="Page size")]
+Cursor = Annotated[str | None, Query(max_length=64, pattern=r"^[a-z]{2,8}_[0-9a-f]{28}$", description="next_cursor of the previous page")]
+
+
+def paginate(
+    session: Session, stmt: Select[Any], id_col: InstrumentedAttribute[str], public: type[P], limit: int, cursor: str | None
+) -> Page[P]:
+    if cursor:
+        stmt = stmt.where(id_col < cursor)
+    rows = list(session.scalars(stmt.order_by(id_col.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page[public](  # type: ignore[valid-type]
+        data=[public.model_validate(r) for r in rows],
+        next_cursor=rows[-1].id if more else None,
+    )

@@ -1,0 +1,1 @@
+"""farm: the command line (Typer + rich)."""

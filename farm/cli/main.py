@@ -1,0 +1,129 @@
+"""The `farm` command."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from farm.bootstrap import OrgExists, create_org_with_admin, org_count
+from farm.cli.client import CliError, Client
+from farm.cli.output import console, err, table
+from farm.cli.resources import assets_app, keys_app, projects_app, upload_file
+from farm.db import Database
+from farm.settings import get_settings
+
+app = typer.Typer(help="StoryCore Farm: a render farm for AI content on Ray.", no_args_is_help=True, pretty_exceptions_enable=False)
+admin_app = typer.Typer(help="Bootstrap tasks that need no API key.", no_args_is_help=True)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+models_app = typer.Typer(help="Model cache and registry.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
+app.add_typer(keys_app, name="keys")
+app.add_typer(projects_app, name="projects")
+app.add_typer(assets_app, name="assets")
+app.add_typer(db_app, name="db")
+app.add_typer(models_app, name="models")
+
+
+@admin_app.command("create-org")
+def create_org(name: str) -> None:
+    """Create an organization and print its first admin key."""
+    settings = get_settings()
+    db = Database(settings.db.url)
+    db.upgrade()
+    try:
+        org, key = create_org_with_admin(db, name)
+    except OrgExists as exc:
+        raise CliError(str(exc)) from None
+    console.print(f"Organization [bold]{org.name}[/] {org.id}. Admin key (shown once):")
+    console.print(f"[bold green]{key}[/]")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply Alembic migrations up to head."""
+    from farm.db.migrate import current
+
+    settings = get_settings()
+    db = Database(settings.db.url)
+    db.upgrade()
+    console.print(f"Database at revision {current(db.engine)} ({db.engine.url.render_as_string(hide_password=True)})")
+
+
+@models_app.command("demo")
+def models_demo(force: bool = False) -> None:
+    """Build the tiny random-weight demo models into the model cache (idempotent)."""
+    from serve.demo_models import build_demo_models
+
+    settings = get_settings()
+    with console.status("building tiny demo models"):
+        built = build_demo_models(settings.models.cache_dir, force=force)
+    for name, path in built.items():
+        console.print(f"{name}: {path}")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Served model names and where their weights come from."""
+    from serve.registry import ModelRegistry
+
+    reg = ModelRegistry.from_settings(get_settings())
+    table([m.model_dump() for m in reg.models.values()], ["name", "kind", "source", "min_replicas", "max_replicas"], title="Models")
+
+
+@app.command()
+def up(
+    ray_address: Annotated[str | None, typer.Option(help="Join this Ray cluster instead of starting a local head")] = None,
+    dashboard_url: Annotated[str | None, typer.Option(help="Ray dashboard/Jobs API URL of that cluster")] = None,
+    port: Annotated[int | None, typer.Option(help="Control plane port")] = None,
+) -> None:
+    """Run the embedded farm in the foreground: Ray head + control plane. Ctrl-C stops it."""
+    from farm.embedded import EmbeddedFarm, save_credentials
+
+    settings = get_settings()
+    if ray_address:
+        settings.ray.address = ray_address
+        settings.ray.dashboard_url = dashboard_url or settings.ray.dashboard_url
+    if port:
+        settings.api.port = port
+    farm = EmbeddedFarm(settings)
+    farm.prepare()
+    if org_count(farm.db) == 0:
+        org, key = create_org_with_admin(farm.db, "default")
+        path = save_credentials(settings.home, settings.base_url, key)
+        console.print(f"First start: organization [bold]default[/]; admin key (also saved to {path}):")
+        console.print(f"[bold green]{key}[/]")
+    with console.status("starting Ray"):
+        farm.start_ray()
+    console.print(f"Ray:           {settings.ray.address}  dashboard {settings.ray.dashboard_url}")
+    console.print(f"Control plane: {settings.base_url}  (docs {settings.base_url}/docs)")
+    console.print("Ctrl-C stops the farm.")
+    try:
+        farm.server().run()
+    finally:
+        farm.stop()
+
+
+@app.command()
+def demo() -> None:
+    """The main job on embedded defaults: start the farm, create an org, upload a sample video."""
+    from farm.demo import run_demo
+
+    run_demo(get_settings())
+
+
+def main() -> None:
+    try:
+        app()
+    except CliError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

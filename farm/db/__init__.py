@@ -1,0 +1,6 @@
+"""Database: typed SQLAlchemy models, engine/session factory, Alembic migrations."""
+
+from farm.db.models import ApiKey, Asset, AuditEvent, Base, Organization, Project, Role
+from farm.db.session import Database
+
+__all__ = ["ApiKey", "Asset", "AuditEvent", "Base", "Database", "Organization", "Project", "Role"]
