@@ -1,0 +1,67 @@
+"""Tenant isolation: org B sees org A's ids exactly as it sees ids that do not exist."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from farm.ids import new_id
+from tests.farm.api.conftest import Farm
+
+
+def _routes(project_id: str, asset_id: str, key_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        ("GET", f"/v1/projects/{project_id}", {}),
+        ("PATCH", f"/v1/projects/{project_id}", {"json": {"description": "pwned"}}),
+        ("DELETE", f"/v1/projects/{project_id}", {}),
+        ("GET", f"/v1/projects/{project_id}/assets", {}),
+        ("POST", f"/v1/projects/{project_id}/assets", {"files": {"file": ("x.txt", b"intruder")}}),
+        ("GET", f"/v1/assets/{asset_id}", {}),
+        ("GET", f"/v1/assets/{asset_id}/content", {}),
+        ("GET", f"/v1/assets/{asset_id}/content?redirect=true", {"follow_redirects": False}),
+        ("DELETE", f"/v1/assets/{asset_id}", {}),
+        ("GET", f"/v1/keys/{key_id}", {}),
+        ("DELETE", f"/v1/keys/{key_id}", {}),
+    ]
+
+
+def test_every_route_with_an_id_hides_other_orgs(farm: Farm) -> None:
+    project = farm.project("secret")
+    asset = farm.upload(project["id"], b"org A only").json()
+    key = farm.call("POST", "/v1/keys", json={"name": "a-ci"}).json()
+    foreign = _routes(project["id"], asset["id"], key["id"])
+    missing = _routes(new_id("proj"), new_id("asset"), new_id("key"))
+    app_paths = {r.path for r in farm.client.app.routes if "{" in getattr(r, "path", "")}
+    covered = {
+        p.replace(project["id"], "{project_id}").replace(asset["id"], "{asset_id}").replace(key["id"], "{key_id}").split("?")[0]
+        for _, p, _ in foreign
+    }
+    assert app_paths - {"/v1/objects/{key:path}"} <= covered, "a route with an id is missing from this test"
+
+    for (method, path, kw), (_, missing_path, _) in zip(foreign, missing):
+        theirs = farm.call(method, path, "b_admin", **kw)
+        absent = farm.call(method, missing_path, "b_admin", **kw)
+        assert theirs.status_code == 404, (method, path, theirs.status_code)
+        assert theirs.json() == absent.json(), (method, path)
+
+    # nothing of org A changed
+    assert farm.call("GET", f"/v1/projects/{project['id']}").json()["description"] == ""
+    assert farm.call("GET", f"/v1/assets/{asset['id']}/content").content == b"org A only"
+    assert farm.call("GET", f"/v1/keys/{key['id']}").json()["revoked_at"] is None
+    names = [a["name"] for a in farm.call("GET", f"/v1/projects/{project['id']}/assets").json()["data"]]
+    assert names == [asset["name"]]
+
+
+def test_lists_only_show_own_org(farm: Farm) -> None:
+    farm.project("a-proj")
+    farm.project("b-proj", "b_admin")
+    assert [p["name"] for p in farm.call("GET", "/v1/projects", "b_admin").json()["data"]] == ["b-proj"]
+    b_keys = farm.call("GET", "/v1/keys", "b_admin").json()["data"]
+    assert {k["name"] for k in b_keys} == {"b-admin", "b-member", "b-viewer"}
+    events = farm.call("GET", "/v1/audit-events", "b_admin").json()["data"]
+    assert [e["action"] for e in events] == ["project.create"]
+
+
+def test_malformed_ids_are_plain_404(farm: Farm) -> None:
+    for path in ("/v1/projects/nope", "/v1/assets/../../etc", "/v1/keys/key_zz", "/v1/assets/%00"):
+        r = farm.call("GET", path)
+        assert r.status_code == 404, path
