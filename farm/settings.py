@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 HOME = Path(".farm")
@@ -39,7 +39,7 @@ class S3Settings(BaseModel):
     bucket: str = "storycore-farm"
     region: str | None = None
     secure: bool = False
-    part_size: int = Field(default=16 * 1024**2, ge=5 * 1024**2, description="Multipart part size")
+    part_size: int = Field(default=8 * 1024**2, ge=5 * 1024**2, description="Multipart part size; an upload holds about two parts in memory")
 
 
 class RaySettings(BaseModel):
@@ -85,6 +85,17 @@ class Settings(BaseSettings):
     ray: RaySettings = RaySettings()
     models: ModelSettings = ModelSettings()
     api: ApiSettings = ApiSettings()
+
+    @model_validator(mode="after")
+    def _under_home(self) -> Settings:
+        """Embedded paths follow FARM_HOME unless set one by one."""
+        if "url" not in self.db.model_fields_set:
+            self.db.url = f"sqlite:///{self.home / 'farm.db'}"
+        if "local_root" not in self.storage.model_fields_set:
+            self.storage.local_root = self.home / "objects"
+        if "cache_dir" not in self.models.model_fields_set:
+            self.models.cache_dir = self.home / "models"
+        return self
 
     @property
     def base_url(self) -> str:

@@ -114,7 +114,7 @@ class S3Store(ObjectStore):
             self._client.put_object(
                 self.bucket,
                 key,
-                data,
+                data if length is not None else _FullReads(data),
                 length=-1 if length is None else length,
                 content_type=content_type,
                 part_size=self.part_size,
@@ -183,3 +183,28 @@ def _stream(response: urllib3.BaseHTTPResponse, key: str, chunk_size: int) -> It
     finally:
         response.close()
         response.release_conn()
+
+
+class _FullReads:
+    """Answers read(n) with n bytes (fewer only at EOF).
+
+    minio builds each part with ``part_data += stream.read(...)``; a source that
+    returns small chunks turns that into quadratic copying and twice the part in
+    memory. Joining once per part keeps upload memory near two parts.
+    """
+
+    def __init__(self, source: BinaryIO) -> None:
+        self._source = source
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            return self._source.read()
+        chunks: list[bytes] = []
+        got = 0
+        while got < n:
+            chunk = self._source.read(n - got)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
