@@ -10,7 +10,7 @@ from farm.bootstrap import admin_key_for
 from farm.cli.client import Client
 from farm.cli.output import console, table
 from farm.cli.resources import upload_file
-from farm.samples import make_sample_video
+from farm.samples import sample_video
 from farm.settings import Settings
 
 DEMO_ORG = "demo"
@@ -18,7 +18,7 @@ DEMO_PROJECT = "demo"
 
 
 def run_demo(settings: Settings) -> None:
-    from farm.embedded import EmbeddedFarm
+    from farm.embedded import EmbeddedFarm, save_credentials
 
     started = time.monotonic()
     farm = EmbeddedFarm(settings)
@@ -27,12 +27,13 @@ def run_demo(settings: Settings) -> None:
     try:
         console.print(f"Farm up at {farm.url} (Ray dashboard {settings.ray.dashboard_url})")
         org, key = admin_key_for(farm.db, DEMO_ORG, f"demo-{int(time.time())}")
-        console.print(f"Organization [bold]{org.name}[/] {org.id}; admin key {key[:16]}…")
+        creds = save_credentials(settings.home, farm.url, key)
+        console.print(f"Organization [bold]{org.name}[/] {org.id}; admin key saved to {creds} for the CLI")
         client = Client(farm.url, key)
         project = next((p for p in client.pages("/v1/projects") if p["name"] == DEMO_PROJECT), None)
         if project is None:
             project = client.request("POST", "/v1/projects", json={"name": DEMO_PROJECT, "description": "farm demo"})
-        sample = make_sample_video(settings.home / "samples" / "sample-shots.mp4")
+        sample = sample_video(settings.home / "samples" / "sample-shots.mp4")
         console.print(f"Sample video {sample.path}: {sample.frames} frames at {sample.fps} fps, cuts at {list(sample.cuts)}")
         asset, created = upload_file(client, project["id"], sample.path)
         verb = "uploaded" if created else "already present (deduplicated)"
