@@ -1,0 +1,6 @@
+"""Ray Serve applications and engines, and the models they serve."""
+
+from serve.demo_models import TINY_LLAMA, TINY_SD, build_demo_models
+from serve.registry import ModelKind, ModelRegistry, ModelSpec
+
+__all__ = ["TINY_LLAMA", "TINY_SD", "ModelKind", "ModelRegistry", "ModelSpec", "build_demo_models"]

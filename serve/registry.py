@@ -1,0 +1,189 @@
+"""The model registry: which served model name runs what weights, and how.
+
+A laptop serves the tiny demo models built by :mod:`serve.demo_models`; a GPU
+cluster points ``FARM_MODELS__REGISTRY_FILE`` at a YAML file naming hub ids or
+paths (see ``serve/models.example.yaml``). Swapping weights is configuration,
+never code.
+
+YAML shape::
+
+    models:
+      - name: llama-3.1-8b
+        kind: llm
+        source: meta-llama/Llama-3.1-8B-Instruct
+        gpus: 1
+        accelerator_type: L4
+        engine_kwargs: {max_model_len: 8192}
+
+``source`` is a hub id or a local path; a path starting with ``./`` or
+``../`` is relative to the YAML file, ``~`` is expanded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from serve.demo_models import LLM_MAX_MODEL_LEN, TINY_LLAMA, TINY_SD
+
+if TYPE_CHECKING:
+    from farm.settings import Settings
+
+ModelKind = Literal["llm", "diffusion"]
+
+# vLLM engine arguments that start tiny-llama on a small CPU box in ~30 s
+# (tests/serve/test_demo_models.py runs vLLM with exactly these).
+DEMO_LLM_ENGINE_KWARGS: dict[str, Any] = {
+    "max_model_len": LLM_MAX_MODEL_LEN,
+    "max_num_seqs": 8,
+    # torch.compile/inductor adds ~20 s on two cores and buys nothing here.
+    "enforce_eager": True,
+    # Without an explicit size vLLM's CPU worker wants 90% of RAM free; this
+    # is the engine-argument form of VLLM_CPU_KVCACHE_SPACE (which, if set,
+    # overrides it). tiny-llama needs 1 KiB per token, so 256 MiB is plenty.
+    "kv_cache_memory_bytes": 256 << 20,
+}
+
+
+class ModelSpec(BaseModel):
+    """One served model: its name, what it is, where its weights live, how it scales."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$", description="Served model name")
+    kind: ModelKind
+    source: str = Field(min_length=1, description="Local path or hub id of the weights")
+    engine_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Passed to the engine (vLLM engine args, diffusers options)"
+    )
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=1, ge=1)
+    target_ongoing_requests: float = Field(default=2, gt=0, description="Autoscaling target per replica")
+    max_ongoing_requests: int = Field(default=8, ge=1, description="Back-pressure limit per replica")
+    accelerator_type: str | None = Field(default=None, description='Ray accelerator type, e.g. "L4", "A10G"')
+    gpus: float = Field(default=0, ge=0, description="GPUs per replica (fractions allowed)")
+
+    @model_validator(mode="after")
+    def _replicas_in_order(self) -> Self:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(f"max_replicas ({self.max_replicas}) is below min_replicas ({self.min_replicas})")
+        return self
+
+
+class ModelRegistry(BaseModel):
+    """Served models by name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    models: dict[str, ModelSpec]
+
+    @model_validator(mode="after")
+    def _keys_are_names(self) -> Self:
+        for key, spec in self.models.items():
+            if key != spec.name:
+                raise ValueError(f"registry key {key!r} differs from its model's name {spec.name!r}")
+        return self
+
+    def get(self, name: str) -> ModelSpec:
+        try:
+            return self.models[name]
+        except KeyError:
+            known = ", ".join(sorted(self.models)) or "(none)"
+            raise KeyError(f"unknown model {name!r}; known models: {known}") from None
+
+    def names(self) -> list[str]:
+        return list(self.models)
+
+    def of_kind(self, kind: ModelKind) -> list[ModelSpec]:
+        return [spec for spec in self.models.values() if spec.kind == kind]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.models
+
+    @classmethod
+    def from_specs(cls, specs: list[ModelSpec]) -> ModelRegistry:
+        return _RegistryFile(models=specs).to_registry()
+
+    @classmethod
+    def default(cls, cache_dir: Path) -> ModelRegistry:
+        """The demo models under ``cache_dir`` (build them with ``build_demo_models``)."""
+        cache_dir = Path(cache_dir).expanduser().resolve()
+        return cls.from_specs(
+            [
+                ModelSpec(
+                    name=TINY_LLAMA,
+                    kind="llm",
+                    source=str(cache_dir / TINY_LLAMA),
+                    engine_kwargs=dict(DEMO_LLM_ENGINE_KWARGS),
+                ),
+                ModelSpec(name=TINY_SD, kind="diffusion", source=str(cache_dir / TINY_SD)),
+            ]
+        )
+
+    @classmethod
+    def from_yaml(cls, path: Path | str) -> ModelRegistry:
+        """Load and validate a registry file; bad content raises ``pydantic.ValidationError``."""
+        path = Path(path)
+        data = yaml.safe_load(path.read_text())
+        try:
+            registry_file = _RegistryFile.model_validate(data, context={"base_dir": path.resolve().parent})
+        except ValidationError as exc:  # name the file, not our private class, in the message
+            raise ValidationError.from_exception_data(
+                title=f"model registry {path}", line_errors=exc.errors(), hide_input=False
+            ) from None
+        return registry_file.to_registry()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ModelRegistry:
+        """The configured registry file if one is set, else the demo models.
+
+        A registry file that is configured but missing is an error, not a
+        silent fall-back to the demo models.
+        """
+        registry_file = settings.models.registry_file
+        if registry_file is not None:
+            if not Path(registry_file).is_file():
+                raise FileNotFoundError(f"model registry file not found: {registry_file}")
+            return cls.from_yaml(registry_file)
+        return cls.default(settings.models.cache_dir)
+
+
+class _RegistryFile(BaseModel):
+    """The YAML document: a list of specs with unique names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[ModelSpec] = Field(min_length=1)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _resolve_relative_sources(cls, value: Any, info) -> Any:
+        base_dir = (info.context or {}).get("base_dir")
+        if base_dir is None or not isinstance(value, list):
+            return value
+        return [_with_resolved_source(item, base_dir) for item in value]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Self:
+        names = [spec.name for spec in self.models]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate model names: {', '.join(duplicates)}")
+        return self
+
+    def to_registry(self) -> ModelRegistry:
+        return ModelRegistry(models={spec.name: spec for spec in self.models})
+
+
+def _with_resolved_source(item: Any, base_dir: Path) -> Any:
+    if not isinstance(item, dict) or not isinstance(item.get("source"), str):
+        return item
+    source: str = item["source"]
+    if source.startswith("~"):
+        source = str(Path(source).expanduser())
+    elif source.startswith(("./", "../")):
+        source = str((base_dir / source).resolve())
+    return {**item, "source": source}
