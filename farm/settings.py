@@ -68,6 +68,14 @@ class ApiSettings(BaseModel):
     page_size_max: int = 200
 
 
+class DispatchSettings(BaseModel):
+    enabled: bool = Field(default=True, description="Run the dispatcher in this control-plane process")
+    max_running: int = Field(default=8, ge=1, description="Jobs running on Ray at once")
+    poll_s: float = Field(default=0.5, gt=0, le=60)
+    lease_ttl_s: float = Field(default=10, ge=1, description="A dispatcher silent this long loses the lease")
+    max_attempts: int = Field(default=3, ge=1, le=20, description="Runner starts per job before it fails")
+
+
 class Settings(BaseSettings):
     """The farm's configuration (``FARM_*`` environment variables)."""
 
@@ -85,6 +93,7 @@ class Settings(BaseSettings):
     ray: RaySettings = RaySettings()
     models: ModelSettings = ModelSettings()
     api: ApiSettings = ApiSettings()
+    dispatch: DispatchSettings = DispatchSettings()
 
     @model_validator(mode="after")
     def _under_home(self) -> Settings:
@@ -100,6 +109,25 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return self.api.public_url or f"http://{self.api.host}:{self.api.port}"
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as FARM_* variables with absolute paths, for a Ray Job's runtime env."""
+    env: dict[str, str] = {"FARM_HOME": str(settings.home.resolve())}
+    for group in ("db", "storage", "s3", "ray", "models", "api", "dispatch"):
+        model = getattr(settings, group)
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, Path):
+                value = value.resolve()
+            elif isinstance(value, str) and value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
+                value = "sqlite:///" + str(Path(value.removeprefix("sqlite:///")).resolve())
+            env[f"FARM_{group.upper()}__{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
 
 
 @lru_cache

@@ -1,0 +1,1 @@
+"""Ray Job drivers: one module per job kind, shared stages, and the runner entrypoint."""

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from farm.api import errors
 from farm.api.metrics import Metrics, MetricsMiddleware
-from farm.api.routes import assets, audit, health, keys, objects, projects
+from farm.api.routes import assets, audit, health, jobs, keys, objects, projects
 from farm.api.runtime import Runtime
 from farm.db import Database
 from farm.settings import Settings, get_settings
@@ -32,18 +32,26 @@ def create_app(
         if migrate:
             await run_in_threadpool(runtime.db.upgrade)
         await run_in_threadpool(runtime.store.ensure_ready)
+        dispatcher = None
+        if settings.dispatch.enabled and settings.ray.dashboard_url:
+            from farm.dispatch import Dispatcher
+
+            dispatcher = Dispatcher(runtime.db, settings)
+            dispatcher.start()
         yield
+        if dispatcher is not None:
+            await run_in_threadpool(dispatcher.stop)
 
     app = FastAPI(
         title="StoryCore Farm",
         version="0.1.0",
-        description="Control plane of the StoryCore render farm: organizations, keys, projects and assets.",
+        description="Control plane of the StoryCore render farm: organizations, keys, projects, assets and jobs.",
         lifespan=lifespan,
     )
     app.state.runtime = runtime
     app.state.metrics = Metrics()
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     errors.install(app)
-    for module in (health, keys, projects, assets, audit, objects):
+    for module in (health, keys, projects, assets, jobs, audit, objects):
         app.include_router(module.router)
     return app

@@ -20,12 +20,16 @@ Cursor = Annotated[str | None, Query(max_length=64, pattern=r"^[a-z]{2,8}_[0-9a-
 def paginate(
     session: Session, stmt: Select[Any], id_col: InstrumentedAttribute[str], public: type[P], limit: int, cursor: str | None
 ) -> Page[P]:
+    return paginate_map(session, stmt, id_col, public.model_validate, limit, cursor)
+
+
+def paginate_map(
+    session: Session, stmt: Select[Any], id_col: InstrumentedAttribute[str], to_public: Any, limit: int, cursor: str | None
+) -> Page[Any]:
+    """Like paginate, for public models built by a function rather than from attributes."""
     if cursor:
         stmt = stmt.where(id_col < cursor)
     rows = list(session.scalars(stmt.order_by(id_col.desc()).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
-    return Page[public](  # type: ignore[valid-type]
-        data=[public.model_validate(r) for r in rows],
-        next_cursor=rows[-1].id if more else None,
-    )
+    return Page[Any](data=[to_public(r) for r in rows], next_cursor=rows[-1].id if more else None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -88,3 +88,51 @@ class AuditEventPublic(Public):
 class Health(BaseModel):
     status: str
     checks: dict[str, dict[str, Any]] = {}
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")]
+    spec: dict[str, Any] = Field(default_factory=dict, description="Kind-specific; see GET /v1/job-kinds")
+    priority: int = Field(default=50, ge=0, le=100, description="Higher runs first")
+    project_id: Annotated[str, StringConstraints(max_length=64)]
+
+
+class JobCounts(BaseModel):
+    total: int
+    succeeded: int
+    failed: int
+
+
+class JobPublic(Public):
+    id: str
+    kind: str
+    state: str = Field(description="queued, running, cancel_requested, succeeded, failed or cancelled")
+    priority: int
+    project_id: str
+    spec: dict[str, Any]
+    counts: JobCounts
+    attempts: int
+    max_attempts: int
+    result_asset_ids: list[str]
+    error: str | None
+    ray_job_id: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, job: Any) -> JobPublic:
+        data = {name: getattr(job, name) for name in cls.model_fields if name != "counts"}
+        return cls(**data, counts=JobCounts(total=job.total, succeeded=job.succeeded, failed=job.failed))
+
+
+class JobRetry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    scope: Literal["failed", "all"] = Field(default="failed", description="Rerun only failed items, or everything")
+
+
+class JobKindPublic(BaseModel):
+    kind: str
+    description: str
+    spec_schema: dict[str, Any]

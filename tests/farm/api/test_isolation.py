@@ -8,8 +8,13 @@ from farm.ids import new_id
 from tests.farm.api.conftest import Farm
 
 
-def _routes(project_id: str, asset_id: str, key_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+def _routes(project_id: str, asset_id: str, key_id: str, job_id: str) -> list[tuple[str, str, dict[str, Any]]]:
     return [
+        ("POST", "/v1/jobs", {"json": {"kind": "debug.sleep", "project_id": project_id}}),
+        ("GET", f"/v1/jobs/{job_id}", {}),
+        ("GET", f"/v1/jobs/{job_id}/events", {}),
+        ("POST", f"/v1/jobs/{job_id}/retry", {}),
+        ("POST", f"/v1/jobs/{job_id}/cancel", {}),
         ("GET", f"/v1/projects/{project_id}", {}),
         ("PATCH", f"/v1/projects/{project_id}", {"json": {"description": "pwned"}}),
         ("DELETE", f"/v1/projects/{project_id}", {}),
@@ -28,11 +33,12 @@ def test_every_route_with_an_id_hides_other_orgs(farm: Farm) -> None:
     project = farm.project("secret")
     asset = farm.upload(project["id"], b"org A only").json()
     key = farm.call("POST", "/v1/keys", json={"name": "a-ci"}).json()
-    foreign = _routes(project["id"], asset["id"], key["id"])
-    missing = _routes(new_id("proj"), new_id("asset"), new_id("key"))
+    job = farm.call("POST", "/v1/jobs", json={"kind": "debug.sleep", "project_id": project["id"]}).json()
+    foreign = _routes(project["id"], asset["id"], key["id"], job["id"])
+    missing = _routes(new_id("proj"), new_id("asset"), new_id("key"), new_id("job"))
     app_paths = {r.path for r in farm.client.app.routes if "{" in getattr(r, "path", "")}
     covered = {
-        p.replace(project["id"], "{project_id}").replace(asset["id"], "{asset_id}").replace(key["id"], "{key_id}").split("?")[0]
+        p.replace(project["id"], "{project_id}").replace(asset["id"], "{asset_id}").replace(key["id"], "{key_id}").replace(job["id"], "{job_id}").split("?")[0]
         for _, p, _ in foreign
     }
     assert app_paths - {"/v1/objects/{key:path}"} <= covered, "a route with an id is missing from this test"
@@ -47,6 +53,8 @@ def test_every_route_with_an_id_hides_other_orgs(farm: Farm) -> None:
     assert farm.call("GET", f"/v1/projects/{project['id']}").json()["description"] == ""
     assert farm.call("GET", f"/v1/assets/{asset['id']}/content").content == b"org A only"
     assert farm.call("GET", f"/v1/keys/{key['id']}").json()["revoked_at"] is None
+    assert farm.call("GET", f"/v1/jobs/{job['id']}").json()["state"] == "queued"
+    assert [j["id"] for j in farm.call("GET", "/v1/jobs", "b_admin").json()["data"]] == []
     names = [a["name"] for a in farm.call("GET", f"/v1/projects/{project['id']}/assets").json()["data"]]
     assert names == [asset["name"]]
 

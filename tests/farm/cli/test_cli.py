@@ -94,4 +94,4 @@ def test_clear_error_without_key_or_server(cli: Cli) -> None:
 
 
 def test_db_upgrade_command(cli: Cli) -> None:
-    assert "revision 0001" in cli("db", "upgrade").stdout
+    assert "revision 0002" in cli("db", "upgrade").stdout

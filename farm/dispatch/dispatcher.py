@@ -1,0 +1,153 @@
+"""The dispatcher loop: lease → reconcile running jobs with Ray → start queued ones.
+
+All state is in the database, so any control-plane process can take over:
+a restarted process re-attaches to running jobs through their Ray job ids.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import socket
+import sys
+import threading
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from farm.db import Database, Job
+from farm.dispatch import lease
+from farm.dispatch.selection import next_jobs
+from farm.jobs.service import transition
+from farm.jobs.states import ACTIVE, JobState
+from farm.settings import Settings, settings_env
+
+log = logging.getLogger("farm.dispatch")
+LEASE_NAME = "dispatcher"
+
+
+class Dispatcher:
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._client: Any = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.is_leader = False
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="farm-dispatcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        if self.is_leader:
+            with self.db.session() as s:
+                lease.release(s, LEASE_NAME, self.holder)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.settings.dispatch.poll_s):
+            try:
+                self.tick()
+            except Exception:  # keep dispatching through transient errors
+                log.exception("dispatch tick failed")
+
+    # -- one round ------------------------------------------------------------------
+
+    def client(self) -> Any:
+        if self._client is None:
+            from cluster.local import job_client
+
+            self._client = job_client(self.settings.ray.dashboard_url or "")
+        return self._client
+
+    def tick(self) -> None:
+        with self.db.session() as s:
+            self.is_leader = lease.acquire(s, LEASE_NAME, self.holder, self.settings.dispatch.lease_ttl_s)
+        if not self.is_leader:
+            return
+        self.reconcile()
+        self.start_queued()
+
+    def reconcile(self) -> None:
+        with self.db.session() as s:
+            for job in s.scalars(select(Job).where(Job.state.in_([a.value for a in ACTIVE]))).all():
+                self._reconcile(s, job)
+
+    def _reconcile(self, s: Session, job: Job) -> None:
+        from ray.job_submission import JobStatus
+
+        status, message = self._ray_status(job.ray_job_id)
+        if status in (JobStatus.PENDING, JobStatus.RUNNING):
+            if job.state == JobState.cancel_requested.value:
+                self.client().stop_job(job.ray_job_id)
+            return
+        s.refresh(job)  # the runner may have just finished it
+        if JobState(job.state).terminal or JobState(job.state) not in ACTIVE:
+            return
+        if job.state == JobState.cancel_requested.value:
+            transition(s, job, JobState.cancelled)
+        else:
+            what = "vanished from Ray" if status is None else f"ended {status.value.lower()} before finishing"
+            self._requeue_or_fail(s, job, f"runner {what}" + (f": {message}" if message else ""))
+        s.commit()
+
+    def _ray_status(self, ray_job_id: str | None) -> tuple[Any, str | None]:
+        if ray_job_id is None:
+            return None, "never submitted"
+        try:
+            info = self.client().get_job_info(ray_job_id)
+        except RuntimeError as exc:
+            if "does not exist" in str(exc) or "404" in str(exc):
+                return None, None
+            raise
+        return info.status, (info.message or "")[-500:] or None
+
+    def _requeue_or_fail(self, s: Session, job: Job, reason: str) -> None:
+        if job.attempts < job.max_attempts:
+            log.warning("job %s: %s; retrying (attempt %d of %d)", job.id, reason, job.attempts + 1, job.max_attempts)
+            transition(s, job, JobState.queued, reason=reason)
+        else:
+            transition(s, job, JobState.failed, error=f"{reason} (after {job.attempts} attempts)")
+
+    def start_queued(self) -> None:
+        with self.db.session() as s:
+            active = s.scalar(select(func.count()).select_from(Job).where(Job.state.in_([a.value for a in ACTIVE]))) or 0
+            for job_id in next_jobs(s, self.settings.dispatch.max_running - active):
+                job = s.scalars(
+                    select(Job).where(Job.id == job_id, Job.state == JobState.queued.value).with_for_update(skip_locked=True)
+                ).one_or_none()
+                if job is None:
+                    continue
+                job.attempts += 1
+                job.ray_job_id = f"{job.id}-{uuid.uuid4().hex[:8]}"
+                job.runner_pid = None
+                transition(s, job, JobState.running, attempt=job.attempts)
+                s.commit()
+                if not self._submit(s, job):
+                    return
+
+    def _submit(self, s: Session, job: Job) -> bool:
+        entrypoint = f"{shlex.quote(sys.executable)} -m pipelines.run {job.id}"
+        try:
+            self.client().submit_job(
+                entrypoint=entrypoint,
+                submission_id=job.ray_job_id,
+                runtime_env={"env_vars": settings_env(self.settings)},
+                metadata={"farm_job_id": job.id, "kind": job.kind, "attempt": str(job.attempts)},
+            )
+        except Exception as exc:  # Ray unreachable: give the attempt back, try later
+            log.warning("could not submit job %s to Ray: %s", job.id, exc)
+            job.attempts -= 1
+            transition(s, job, JobState.queued, reason=f"Ray did not accept the job: {exc}"[:500])
+            s.commit()
+            return False
+        return True
