@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
-import time
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from farm.bootstrap import OrgExists, create_org_with_admin, org_count
-from farm.cli.client import CliError, Client
+from farm.cli.client import CliError
 from farm.cli.output import console, err, table
-from farm.cli.resources import assets_app, keys_app, projects_app, upload_file
+from farm.cli.jobs import jobs_app
+from farm.cli.resources import assets_app, keys_app, projects_app
 from farm.db import Database
 from farm.settings import get_settings
 
@@ -26,6 +23,7 @@ app.add_typer(admin_app, name="admin")
 app.add_typer(keys_app, name="keys")
 app.add_typer(projects_app, name="projects")
 app.add_typer(assets_app, name="assets")
+app.add_typer(jobs_app, name="jobs")
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 
@@ -105,8 +103,12 @@ def up(
     console.print("Ctrl-C stops the farm.")
     try:
         farm.server().run()
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its clean shutdown
+        pass
     finally:
-        farm.stop()
+        with console.status("stopping Ray and the dispatcher"):
+            farm.stop()
+    console.print("Farm stopped.")
 
 
 @app.command()

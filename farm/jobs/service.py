@@ -87,10 +87,10 @@ def submit(
         submitted_by=principal.key_id, idempotency_key=idempotency_key, request_hash=digest,
     )
     session.add(job)
-    session.flush()
-    add_event(session, job.id, "state", state=JobState.queued.value, counts=counts(job))
-    audit.record(session, principal, "job.create", "job", job.id, kind=kind)
     try:
+        session.flush()  # a concurrent twin with the same key fails here
+        add_event(session, job.id, "state", state=JobState.queued.value, counts=counts(job))
+        audit.record(session, principal, "job.create", "job", job.id, kind=kind)
         session.commit()
     except IntegrityError:
         session.rollback()
