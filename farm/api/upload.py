@@ -6,12 +6,21 @@ queue to the object store's streaming put, which runs in a worker thread.
 
 from __future__ import annotations
 
+import asyncio
 import queue
+import re
 from collections.abc import Callable
 
+from fastapi.concurrency import run_in_threadpool
 from python_multipart.multipart import MultipartParser, parse_options_header
+from sqlalchemy.orm import Session
+from starlette.requests import ClientDisconnect, Request
 
+from farm import assets as asset_service
+from farm.accounts import Principal
 from farm.api.errors import ApiError
+from farm.api.runtime import Runtime
+from farm.db.models import Project
 
 FILE_FIELD = "file"
 _MAX_TEXT_FIELD = 1024
@@ -143,3 +152,63 @@ class MultipartStream:
             self._parser.finalize()
         except Exception as exc:
             raise ApiError(400, f"malformed multipart body: {exc}") from None
+
+
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
+
+
+def clean_name(raw: str | None) -> str:
+    """A display name only: keys never derive from it."""
+    name = _UNSAFE.sub("_", (raw or "").replace("\\", "/").rsplit("/", 1)[-1]).strip()
+    return name[:255] or "upload"
+
+
+async def receive_upload(
+    request: Request, rt: Runtime, session: Session, principal: Principal, project: Project
+) -> tuple[asset_service.IngestResult, dict[str, str]]:
+    """Stream the request's multipart `file` field into an asset; returns it and the text fields.
+
+    Text fields sent before the file (`name`, `purpose`…) are known when the
+    asset is named; the file's bytes go straight through to the store.
+    """
+    limit = rt.settings.storage.max_upload_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit + 1024 * 1024:
+        raise ApiError(413, f"upload exceeds the limit of {limit} bytes")
+    stream = MultipartStream(request.headers.get("content-type"))
+    pipe = ChunkPipe()
+    task: asyncio.Future[asset_service.IngestResult] | None = None
+
+    def run_ingest() -> asset_service.IngestResult:
+        try:
+            name = clean_name(stream.fields.get("name") or stream.filename)
+            return asset_service.ingest(session, rt.store, principal, project, name, pipe, limit=limit)
+        finally:
+            pipe.reader_gone = True
+
+    try:
+        async for chunk in request.stream():
+            for piece in stream.feed(chunk):
+                if task is None:
+                    task = asyncio.ensure_future(run_in_threadpool(run_ingest))
+                if not pipe.offer(piece):
+                    await run_in_threadpool(pipe.put_blocking, piece)
+            if task is not None and task.done():
+                break  # the store gave up early (size limit, storage error)
+        else:
+            stream.finish()
+    except (ApiError, ClientDisconnect) as exc:
+        if task is not None:
+            await run_in_threadpool(pipe.put_blocking, exc if isinstance(exc, ApiError) else ConnectionError("client went away"))
+            await asyncio.gather(task, return_exceptions=True)
+        raise
+    if task is None:
+        raise ApiError(422, "file: a non-empty 'file' field is required")
+    await run_in_threadpool(pipe.put_blocking, None)
+    try:
+        result = await task
+    except asset_service.UploadTooLarge as exc:
+        raise ApiError(413, str(exc)) from None
+    except asset_service.EmptyUpload as exc:
+        raise ApiError(422, f"file: {exc}") from None
+    return result, dict(stream.fields)

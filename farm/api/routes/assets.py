@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import timedelta
 from typing import Annotated, Literal
@@ -13,7 +12,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from starlette.requests import ClientDisconnect
 
 from farm import assets as asset_service
 from farm.accounts import Principal
@@ -22,12 +20,11 @@ from farm.api.errors import ERROR_RESPONSES, ApiError, not_found
 from farm.api.pagination import Cursor, Limit, paginate
 from farm.api.routes.projects import load_project
 from farm.api.schemas import AssetPublic, Page
-from farm.api.upload import ChunkPipe, MultipartStream
+from farm.api.upload import receive_upload
 from farm.db.models import Asset
 
 router = APIRouter(tags=["assets"], responses=ERROR_RESPONSES)
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
 
 UPLOAD_BODY = {
     "requestBody": {
@@ -55,12 +52,6 @@ def load_asset(session: Session, principal: Principal, asset_id: str) -> Asset:
     return asset
 
 
-def clean_name(raw: str | None) -> str:
-    """A display name only: keys never derive from it."""
-    name = _UNSAFE.sub("_", (raw or "").replace("\\", "/").rsplit("/", 1)[-1]).strip()
-    return name[:255] or "upload"
-
-
 @router.post(
     "/v1/projects/{project_id}/assets",
     status_code=201,
@@ -70,46 +61,7 @@ def clean_name(raw: str | None) -> str:
 )
 async def upload_asset(project_id: str, request: Request, principal: Member, rt: RuntimeDep, session: SessionDep) -> JSONResponse:
     project = await run_in_threadpool(load_project, session, principal, project_id)
-    limit = rt.settings.storage.max_upload_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit + 1024 * 1024:
-        raise ApiError(413, f"upload exceeds the limit of {limit} bytes")
-    stream = MultipartStream(request.headers.get("content-type"))
-    pipe = ChunkPipe()
-    task: asyncio.Future[asset_service.IngestResult] | None = None
-
-    def run_ingest() -> asset_service.IngestResult:
-        try:
-            name = clean_name(stream.fields.get("name") or stream.filename)
-            return asset_service.ingest(session, rt.store, principal, project, name, pipe, limit=limit)
-        finally:
-            pipe.reader_gone = True
-
-    try:
-        async for chunk in request.stream():
-            for piece in stream.feed(chunk):
-                if task is None:
-                    task = asyncio.ensure_future(run_in_threadpool(run_ingest))
-                if not pipe.offer(piece):
-                    await run_in_threadpool(pipe.put_blocking, piece)
-            if task is not None and task.done():
-                break  # the store gave up early (size limit, storage error)
-        else:
-            stream.finish()
-    except (ApiError, ClientDisconnect) as exc:
-        if task is not None:
-            await run_in_threadpool(pipe.put_blocking, exc if isinstance(exc, ApiError) else ConnectionError("client went away"))
-            await asyncio.gather(task, return_exceptions=True)
-        raise
-    if task is None:
-        raise ApiError(422, "file: a non-empty 'file' field is required")
-    await run_in_threadpool(pipe.put_blocking, None)
-    try:
-        result = await task
-    except asset_service.UploadTooLarge as exc:
-        raise ApiError(413, str(exc)) from None
-    except asset_service.EmptyUpload as exc:
-        raise ApiError(422, f"file: {exc}") from None
+    result, _ = await receive_upload(request, rt, session, principal, project)
     if result.created:
         request.app.state.metrics.upload_bytes.inc(result.asset.size)
     body = AssetPublic.model_validate(result.asset).model_dump(mode="json")
