@@ -72,8 +72,14 @@ def submit(
     priority: int,
     idempotency_key: str | None,
     max_attempts: int,
+    *,
+    commit: bool = True,
 ) -> tuple[Job, bool]:
-    """Create a queued job; with an idempotency key, a replay returns the original."""
+    """Create a queued job; with an idempotency key, a replay returns the original.
+
+    ``commit=False`` leaves the transaction open so a caller can add its own
+    rows (a batch) that must exist exactly when the job does.
+    """
     parsed = parse_spec(kind, spec)
     normal = parsed.model_dump(mode="json")
     digest = request_hash(kind, normal, priority, project.id)
@@ -91,7 +97,8 @@ def submit(
         session.flush()  # a concurrent twin with the same key fails here
         add_event(session, job.id, "state", state=JobState.queued.value, counts=counts(job))
         audit.record(session, principal, "job.create", "job", job.id, kind=kind)
-        session.commit()
+        if commit:
+            session.commit()
     except IntegrityError:
         session.rollback()
         existing = _by_key(session, principal.org_id, idempotency_key or "")
