@@ -65,6 +65,15 @@ class ModelSpec(BaseModel):
     max_ongoing_requests: int = Field(default=8, ge=1, description="Back-pressure limit per replica")
     accelerator_type: str | None = Field(default=None, description='Ray accelerator type, e.g. "L4", "A10G"')
     gpus: float = Field(default=0, ge=0, description="GPUs per replica (fractions allowed)")
+    cpus: float = Field(default=1, ge=0, description="CPUs per replica (Ray logical CPUs)")
+    upscale_delay_s: float = Field(default=30, ge=0, description="Autoscaling: sustained load this long before adding replicas")
+    downscale_delay_s: float = Field(default=600, ge=0, description="Autoscaling: idle this long before removing replicas")
+    max_queued_requests: int = Field(
+        default=64, ge=0, description="Back-pressure: requests waiting for a replica beyond this are refused at once (503)"
+    )
+    retry_after_s: float = Field(default=1, ge=0, description="Retry-After sent with refusals for back-pressure")
+    max_batch_size: int = Field(default=8, ge=1, description="Diffusion: most images rendered in one batch")
+    batch_wait_timeout_s: float = Field(default=0.01, ge=0, description="Diffusion: longest wait to fill a batch")
 
     @model_validator(mode="after")
     def _replicas_in_order(self) -> Self:

@@ -1,0 +1,95 @@
+"""The farm's Serve applications as one Serve config (the file ``serve deploy`` takes).
+
+One LLM application (``ray.serve.llm``) at ``/llm`` holding every LLM of the
+registry, and one diffusion application per diffusion model at
+``/diffusion/<slug>``. ``farm up`` PUTs this config to the local head's
+dashboard; ``serve/serve_config.example.yaml`` and the KubeRay RayService
+carry the same thing built from ``serve/models.example.yaml``. The HTTP proxy
+binds to loopback by default: only the farm's front door talks to it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+from serve.llm import LLM_IMPORT_PATH, llm_app_args
+from serve.registry import ModelRegistry, ModelSpec
+
+LLM_APP = "llm"
+LLM_ROUTE = "/llm"
+DIFFUSION_IMPORT_PATH = "serve.diffusion.app:build_app"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8001
+
+
+def slug(name: str) -> str:
+    """A model name as a URL path segment and application name."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "model"
+
+
+def diffusion_app_name(name: str) -> str:
+    return f"diffusion-{slug(name)}"
+
+
+def diffusion_route(name: str) -> str:
+    return f"/diffusion/{slug(name)}"
+
+
+def llm_application(specs: list[ModelSpec], *, ingress_cpus: float = 1) -> dict[str, Any]:
+    return {
+        "name": LLM_APP,
+        "route_prefix": LLM_ROUTE,
+        "import_path": LLM_IMPORT_PATH,
+        "args": llm_app_args(specs, ingress_cpus=ingress_cpus),
+    }
+
+
+def diffusion_application(spec: ModelSpec, *, limits: dict[str, Any] | None = None) -> dict[str, Any]:
+    if spec.kind != "diffusion":
+        raise ValueError(f"{spec.name} is a {spec.kind} model, not a diffusion model")
+    args: dict[str, Any] = {"model": spec.model_dump(mode="json", exclude_defaults=True)}
+    if limits:
+        args["limits"] = limits
+    return {
+        "name": diffusion_app_name(spec.name),
+        "route_prefix": diffusion_route(spec.name),
+        "import_path": DIFFUSION_IMPORT_PATH,
+        "args": args,
+    }
+
+
+def serve_config(
+    registry: ModelRegistry,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    ingress_cpus: float = 1,
+    extra_applications: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The whole Serve config (``ServeDeploySchema``) for ``registry``'s models."""
+    apps: list[dict[str, Any]] = []
+    llms = registry.of_kind("llm")
+    if llms:
+        apps.append(llm_application(llms, ingress_cpus=ingress_cpus))
+    apps += [diffusion_application(spec) for spec in registry.of_kind("diffusion")]
+    apps += extra_applications or []
+    return {
+        "proxy_location": "HeadOnly",
+        "http_options": {"host": host, "port": port},
+        "applications": apps,
+    }
+
+
+def serve_url(config: dict[str, Any]) -> str:
+    """Base URL of the HTTP proxy a config asks for (for the front door)."""
+    http = config.get("http_options", {})
+    host = http.get("host", DEFAULT_HOST)
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{http.get('port', DEFAULT_PORT)}"
+
+
+def to_yaml(config: dict[str, Any], header: str = "") -> str:
+    body = yaml.safe_dump(config, sort_keys=False, default_flow_style=False, width=100)
+    return header + body
