@@ -7,12 +7,13 @@ configuration. The embedded defaults keep every byte under ``./.farm/``.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 HOME = Path(".farm")
 
@@ -76,6 +77,54 @@ class DispatchSettings(BaseModel):
     max_attempts: int = Field(default=3, ge=1, le=20, description="Runner starts per job before it fails")
 
 
+class ServeSettings(BaseModel):
+    """The online generation API: where Serve answers, rate limits, input limits."""
+
+    url: str | None = Field(
+        default=None,
+        description="Internal base URL of Ray Serve's HTTP proxy (never exposed); `farm up` sets it. None: generation routes answer 503",
+    )
+    deploy: bool = Field(default=True, description="`farm up` on its own local head deploys the Serve applications")
+    http_host: str = Field(default="127.0.0.1", description="Where `farm up` binds Serve's HTTP proxy (keep it internal)")
+    http_port: int = Field(default=8001, description="Port of Serve's HTTP proxy under `farm up`")
+    connect_timeout_s: float = Field(default=2, gt=0, description="A Serve that does not accept within this is unavailable (503)")
+    request_timeout_s: float = Field(default=600, gt=0, description="Longest wait for Serve to answer or stream a chunk")
+    rate_limit_rps: float = Field(default=20, ge=0, description="Requests per second per API key, sustained (0: no limit)")
+    rate_limit_burst: int = Field(default=60, ge=1, description="Requests per API key allowed at once before the sustained rate applies")
+    default_project: str = Field(default="generations", description="Project that stores generated images when no X-Farm-Project header is sent")
+    max_image_upload_bytes: int = Field(default=4 << 20, ge=1, description="Largest input image for /v1/images/edits")
+
+
+class WebhookSettings(BaseModel):
+    """Outgoing event webhooks: which targets they may reach, and how hard to try."""
+
+    enabled: bool = Field(default=True, description="Run the webhook delivery worker in this control-plane process")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names or *.example.com patterns webhooks may target; empty: any public host. Comma-separated or a JSON list in the environment",
+    )
+    allow_private: bool = Field(default=False, description="Allow loopback, private and link-local targets (tests, receivers on the same network)")
+    timeout_s: float = Field(default=5, gt=0, le=60, description="Longest wait for a receiver to answer one attempt")
+    max_attempts: int = Field(default=8, ge=1, le=30, description="Attempts per delivery before it is marked failed")
+    retry_base_s: float = Field(default=1, gt=0, description="Wait before the second attempt; doubles after each failure")
+    retry_max_s: float = Field(default=3600, gt=0, description="Longest wait between two attempts")
+    poll_s: float = Field(default=1, gt=0, le=60, description="How often the worker looks for due deliveries")
+    concurrency: int = Field(default=4, ge=1, le=64, description="Deliveries sent at once by one worker")
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _host_list(cls, value: object) -> object:
+        """Accept a comma-separated string or a list rendered as JSON/Python text (settings_env)."""
+        if isinstance(value, str):
+            value = re.findall(r"[^\s,\[\]'\"]+", value)
+        if isinstance(value, list):
+            value = [str(v).strip().lower().rstrip(".") for v in value]
+            for host in value:
+                if not re.fullmatch(r"(\*\.)?[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?", host):
+                    raise ValueError(f"not a host name or *.domain pattern: {host!r}")
+        return value
+
+
 class Settings(BaseSettings):
     """The farm's configuration (``FARM_*`` environment variables)."""
 
@@ -94,6 +143,8 @@ class Settings(BaseSettings):
     models: ModelSettings = ModelSettings()
     api: ApiSettings = ApiSettings()
     dispatch: DispatchSettings = DispatchSettings()
+    serve: ServeSettings = ServeSettings()
+    webhooks: WebhookSettings = WebhookSettings()
 
     @model_validator(mode="after")
     def _under_home(self) -> Settings:
@@ -114,7 +165,7 @@ class Settings(BaseSettings):
 def settings_env(settings: Settings) -> dict[str, str]:
     """The settings as FARM_* variables with absolute paths, for a Ray Job's runtime env."""
     env: dict[str, str] = {"FARM_HOME": str(settings.home.resolve())}
-    for group in ("db", "storage", "s3", "ray", "models", "api", "dispatch"):
+    for group in ("db", "storage", "s3", "ray", "models", "api", "dispatch", "serve", "webhooks"):
         model = getattr(settings, group)
         for name in type(model).model_fields:
             value = getattr(model, name)

@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.s3",
     "tests.fixtures.ray_cluster",
     "tests.fixtures.models",
+    "tests.fixtures.serve_apps",
 ]

@@ -11,6 +11,8 @@ from fastapi.concurrency import run_in_threadpool
 from farm.api import errors
 from farm.api.metrics import Metrics, MetricsMiddleware
 from farm.api.routes import assets, audit, health, jobs, keys, objects, projects
+from farm.api.routes.openai import ROUTERS as OPENAI_ROUTERS
+from farm.api.routes.openai import Generation
 from farm.api.runtime import Runtime
 from farm.db import Database
 from farm.settings import Settings, get_settings
@@ -26,6 +28,7 @@ def create_app(
 ) -> FastAPI:
     settings = settings or get_settings()
     runtime = Runtime(settings=settings, db=db or Database(settings.db.url, echo=settings.db.echo), store=store or open_store(settings))
+    generation = Generation(settings, runtime.db)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -38,20 +41,25 @@ def create_app(
 
             dispatcher = Dispatcher(runtime.db, settings)
             dispatcher.start()
+        await generation.start()
         yield
+        await generation.stop()
         if dispatcher is not None:
             await run_in_threadpool(dispatcher.stop)
 
     app = FastAPI(
         title="StoryCore Farm",
         version="0.1.0",
-        description="Control plane of the StoryCore render farm: organizations, keys, projects, assets and jobs.",
+        description="Control plane of the StoryCore render farm: organizations, keys, projects, assets and jobs; and an OpenAI-compatible generation API (chat, completions, images) served by Ray Serve.",
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.generation = generation
     app.state.metrics = Metrics()
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     errors.install(app)
     for module in (health, keys, projects, assets, jobs, audit, objects):
         app.include_router(module.router)
+    for router in OPENAI_ROUTERS:
+        app.include_router(router)
     return app

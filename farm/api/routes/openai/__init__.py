@@ -1,0 +1,21 @@
+"""The OpenAI-compatible generation API: the farm's front door to Ray Serve.
+
+Per endpoint family, vLLM-style: ``api_router.py`` (HTTP only),
+``protocol.py`` (request/response models), ``serving.py`` (logic). Shared:
+``errors`` (OpenAI's error shape), ``upstream`` (HTTP to Serve), ``deps``
+(key, rate limit, project), ``state`` (what the app holds).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from farm.api.routes.openai.completions.api_router import router as completions_router
+from farm.api.routes.openai.images.api_router import router as images_router
+from farm.api.routes.openai.models.api_router import router as models_router
+from farm.api.routes.openai.state import Generation
+from farm.api.routes.openai.usage.api_router import router as usage_router
+
+ROUTERS: list[APIRouter] = [completions_router, models_router, images_router, usage_router]
+
+__all__ = ["ROUTERS", "Generation"]

@@ -1,0 +1,1 @@
+"""/v1/models: the models this farm serves."""

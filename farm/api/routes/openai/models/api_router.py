@@ -1,0 +1,18 @@
+"""GET /v1/models."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from farm.api.routes.openai.deps import GenerationDep, ReadingCaller
+from farm.api.routes.openai.errors import ERROR_RESPONSES, SERVE_RESPONSES, OpenAIRoute
+from farm.api.routes.openai.models.protocol import ModelList
+from farm.api.routes.openai.models.serving import list_models
+
+router = APIRouter(tags=["openai"], route_class=OpenAIRoute, responses={**ERROR_RESPONSES, 503: SERVE_RESPONSES[503]})
+
+
+@router.get("/v1/models", response_model=ModelList)
+async def models(_: ReadingCaller, gen: GenerationDep) -> ModelList:
+    """Served models, OpenAI-style (`client.models.list()`)."""
+    return list_models(gen)

@@ -1,0 +1,1 @@
+"""/v1/usage: what an org's keys and projects used, over a time range."""
