@@ -1,0 +1,103 @@
+"""Runs a stage over items: on Ray Data (``map_batches``, one task per item) or in-process.
+
+Both runners share the same contract: payloads travel pickled in one column,
+a stage is set up once per worker process, and an exception on one item
+becomes a `Failed` payload for that item's source, so the others go on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import pickle
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from pipelines.stages.base import MediaError, Stage
+from pipelines.stages.payloads import Failed, Source
+
+log = logging.getLogger("farm.stages")
+COLUMN = "item"
+_READY: dict[bytes, Stage[Any, Any]] = {}  # stages set up in this worker process
+
+
+def source_of(item: Any) -> Source:
+    """The input video a payload belongs to, whatever its type."""
+    if isinstance(item, Source):
+        return item
+    for path in ("source", "video", "chunk", "task"):
+        inner = getattr(item, path, None)
+        if isinstance(inner, Source):
+            return inner
+        if inner is not None:
+            return source_of(inner)
+    raise TypeError(f"{type(item).__name__} carries no Source")
+
+
+def describe(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, MediaError) else f"{type(exc).__name__}: {exc}"
+
+
+def process_one(stage: Stage[Any, Any], item: Any) -> list[Any]:
+    """One item through one stage; failures become `Failed`, earlier failures pass through."""
+    if isinstance(item, Failed):
+        return [item]
+    try:
+        return list(stage.process(item))
+    except Exception as exc:  # one bad input must not stop the others
+        if not isinstance(exc, MediaError):
+            log.exception("%s failed on %s", stage.name, source_of(item).name)
+        return [Failed(source_of(item), stage.name, describe(exc))]
+
+
+def run_local(stage: Stage[Any, Any], items: Iterable[Any]) -> Iterator[Any]:
+    """In this process, in order: for tests, tools and one-off runs."""
+    stage.setup()
+    for item in items:
+        yield from process_one(stage, item)
+
+
+class _Apply:
+    """The ``map_batches`` function: stays a plain callable so Ray runs it as tasks on warm workers."""
+
+    def __init__(self, stage: Stage[Any, Any]) -> None:
+        self.blob = pickle.dumps(stage)
+        self.key = hashlib.sha256(self.blob).digest()
+
+    def _stage(self) -> Stage[Any, Any]:
+        stage = _READY.get(self.key)
+        if stage is None:
+            stage = pickle.loads(self.blob)
+            stage.setup()
+            _READY[self.key] = stage
+        return stage
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        items = [pickle.loads(blob) for blob in batch[COLUMN]]
+        try:
+            stage = self._stage()
+        except Exception as exc:
+            out: list[Any] = [Failed(source_of(i), "setup", describe(exc)) for i in items]
+        else:
+            out = [o for item in items for o in process_one(stage, item)]
+        column = np.empty(len(out), dtype=object)
+        column[:] = [pickle.dumps(o) for o in out]
+        return {COLUMN: column}
+
+
+def run_ray(stage: Stage[Any, Any], items: Sequence[Any], *, concurrency: int | None = None) -> Iterator[Any]:
+    """On the Ray cluster, one task per item; yields outputs as tasks finish (unordered)."""
+    if not items:
+        return
+    import ray.data
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    ds = ray.data.from_items([{COLUMN: pickle.dumps(i)} for i in items], override_num_blocks=len(items))
+    ds = ds.map_batches(
+        _Apply(stage), batch_size=1, batch_format="numpy", zero_copy_batch=True, concurrency=concurrency,
+        num_cpus=stage.resources.cpus, num_gpus=stage.resources.gpus or None,
+    )
+    for row in ds.iter_rows():
+        yield pickle.loads(row[COLUMN])

@@ -1,0 +1,78 @@
+"""The detection path, shared by the `video.shots` job and the benchmark: probe → chunks → features → boundaries.
+
+Workers probe each video and decode its chunks in parallel; the driver only
+sees probe results and a few floats per frame, plans the chunks, stitches
+the scores and finds the shots. Any runner works: `run_ray` on the cluster,
+`run_local` in tests.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from farm.settings import Settings
+from pipelines.stages.backend import run_ray
+from pipelines.stages.base import Stage
+from pipelines.stages.detect import DetectorConfig, shots, stitch, transitions
+from pipelines.stages.features import FEATURE_WIDTH, FrameFeatures
+from pipelines.stages.payloads import ChunkFeatures, Failed, Probed, Shot, Source, Transition
+from pipelines.stages.probe import Probe
+from pipelines.stages.split import SplitByFrame
+
+Runner = Callable[[Stage[Any, Any], Sequence[Any]], Iterator[Any]]
+
+
+@dataclass(frozen=True)
+class Detected:
+    probed: Probed
+    transitions: list[Transition]
+    shots: list[Shot]
+
+
+@dataclass
+class Progress:
+    """Frames decoded over frames to decode, for progress bars."""
+
+    frames_total: int = 0
+    frames_decoded: int = 0
+
+
+def find_shots(
+    sources: Sequence[Source], config: DetectorConfig, *, settings: Settings | None = None, chunk_size: int = 480,
+    feature_width: int = FEATURE_WIDTH, run: Runner = run_ray,
+    on_probed: Callable[[Iterable[Probed], Progress], None] | None = None,
+    on_chunk: Callable[[Progress], None] | None = None,
+) -> tuple[dict[int, Detected], dict[int, Failed]]:
+    """Shots of every source (by item index), and the sources that failed with why."""
+    failed: dict[int, Failed] = {}
+    probed: dict[int, Probed] = {}
+    for out in run(Probe(settings), list(sources)):
+        if isinstance(out, Failed):
+            failed[out.source.index] = out
+        else:
+            probed[out.video.source.index] = out
+    progress = Progress(frames_total=sum(p.video.frames for p in probed.values()))
+    if on_probed is not None:
+        on_probed(probed.values(), progress)
+    split = SplitByFrame(chunk_size)
+    chunks = [c for p in probed.values() for c in split.process(p)]
+    features: dict[int, list[ChunkFeatures]] = defaultdict(list)
+    for out in run(FrameFeatures(settings, width=feature_width), chunks):
+        if isinstance(out, Failed):
+            failed.setdefault(out.source.index, out)
+            continue
+        features[out.chunk.video.source.index].append(out)
+        progress.frames_decoded += out.chunk.frames
+        if on_chunk is not None:
+            on_chunk(progress)
+    detected: dict[int, Detected] = {}
+    for index, p in probed.items():
+        if index in failed:
+            continue
+        scores, intensity = stitch(features[index], p.video.frames)
+        found = transitions(scores, intensity, config)
+        detected[index] = Detected(p, found, shots(p, found, config.keyframes_per_shot))
+    return detected, failed
