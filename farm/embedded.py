@@ -48,6 +48,35 @@ class EmbeddedFarm:
         os.environ["FARM_RAY__ADDRESS"] = r.address
         os.environ["FARM_RAY__DASHBOARD_URL"] = r.dashboard_url
 
+    @property
+    def owns_ray(self) -> bool:
+        """True when this farm started the Ray head (and so may replace its Serve applications)."""
+        return self._head is not None
+
+    def deploy_serve(self) -> dict[str, object]:
+        """Deploy the Serve applications of the model registry and point the front door at them.
+
+        Builds the tiny demo models first when no registry file is set. The
+        PUT returns at once; replicas start in the background (vLLM takes a
+        minute on a small CPU) and generation routes answer 503 until then.
+        Returns the Serve config that was deployed.
+        """
+        from serve.config import serve_config, serve_url
+        from serve.demo_models import build_demo_models
+        from serve.deploy import deploy
+        from serve.registry import ModelRegistry
+
+        s = self.settings
+        if not s.ray.dashboard_url:
+            raise RuntimeError("no Ray dashboard to deploy Serve applications to")
+        if s.models.registry_file is None:
+            build_demo_models(s.models.cache_dir)
+        config = serve_config(ModelRegistry.from_settings(s), host=s.serve.http_host, port=s.serve.http_port)
+        deploy(s.ray.dashboard_url, config)
+        s.serve.url = serve_url(config)
+        os.environ["FARM_SERVE__URL"] = s.serve.url
+        return config
+
     def prepare(self) -> None:
         self.settings.home.mkdir(parents=True, exist_ok=True)
         self.db.upgrade()

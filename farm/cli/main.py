@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Annotated
 
 import typer
@@ -99,7 +100,14 @@ def up(
     with console.status("starting Ray"):
         farm.start_ray()
     console.print(f"Ray:           {settings.ray.address}  dashboard {settings.ray.dashboard_url}")
-    console.print(f"Control plane: {settings.base_url}  (docs {settings.base_url}/docs)")
+    if farm.owns_ray and settings.serve.deploy and settings.serve.url is None:
+        # Set now so the generation routes answer 503 "not reachable" until Serve is up.
+        settings.serve.url = f"http://{settings.serve.http_host}:{settings.serve.http_port}"
+        threading.Thread(target=_deploy_serve, args=(farm,), name="serve-deploy", daemon=True).start()
+        console.print(f"Serve:         deploying the model registry's applications at {settings.serve.url} (internal; starts in the background)")
+    elif settings.serve.url:
+        console.print(f"Serve:         {settings.serve.url}")
+    console.print(f"Control plane: {settings.base_url}  (docs {settings.base_url}/docs, OpenAI API {settings.base_url}/v1)")
     console.print("Ctrl-C stops the farm.")
     try:
         farm.server().run()
@@ -109,6 +117,55 @@ def up(
         with console.status("stopping Ray and the dispatcher"):
             farm.stop()
     console.print("Farm stopped.")
+
+
+@app.command()
+def usage(
+    start: Annotated[str | None, typer.Option(help="From (ISO 8601, UTC if no zone); default: --since ago")] = None,
+    end: Annotated[str | None, typer.Option(help="Until (ISO 8601), exclusive; default: now")] = None,
+    since: Annotated[str, typer.Option(help="Window when --start is not given: 30m, 24h, 7d…")] = "24h",
+    by: Annotated[list[str] | None, typer.Option(help="Group by project, key, model or endpoint (repeatable, or comma-separated)")] = None,
+    project: Annotated[str | None, typer.Option(help="Only this project id")] = None,
+    key: Annotated[str | None, typer.Option(help="Only this API key id")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print raw JSON")] = False,
+) -> None:
+    """Generation usage of your organization: requests, tokens, images, replica-seconds."""
+    import json
+    from datetime import datetime, timedelta, timezone
+
+    from farm.cli.client import from_settings
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if start is None:
+        if len(since) < 2 or since[-1] not in units or not since[:-1].isdigit():
+            raise CliError(f"--since {since!r}: expected a number and s, m, h or d (e.g. 24h)")
+        until = datetime.fromisoformat(end) if end else datetime.now(timezone.utc)
+        start = (until - timedelta(seconds=int(since[:-1]) * units[since[-1]])).isoformat()
+    groups = [g.strip() for item in (by or []) for g in item.split(",") if g.strip()]
+    params: dict[str, object] = {"start": start, "group_by": groups}
+    params.update({k: v for k, v in {"end": end, "project_id": project, "key_id": key}.items() if v})
+    report = from_settings(get_settings()).request("GET", "/v1/usage", params=params)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    columns = [*(f"{g}_id" if g in ("project", "key") else g for g in groups), "requests", "prompt_tokens", "completion_tokens", "images", "replica_seconds"]
+    rows = [*report["data"], {columns[0]: "total", **report["totals"]}] if groups else [report["totals"]]
+    table(rows, columns, title=f"Usage {report['start']} → {report['end']}")
+
+
+def _deploy_serve(farm: object) -> None:
+    from farm.embedded import EmbeddedFarm
+    from serve.deploy import DeployError, wait_running
+
+    assert isinstance(farm, EmbeddedFarm)
+    try:
+        config = farm.deploy_serve()
+        names = [str(a["name"]) for a in config["applications"]]  # type: ignore[index]
+        wait_running(str(farm.settings.ray.dashboard_url), names, timeout=900)
+    except (DeployError, OSError, RuntimeError, ValueError) as exc:
+        err.print(f"[red]Serve applications failed:[/] {exc}")
+        return
+    console.print(f"Serve:         {', '.join(names)} running")
 
 
 @app.command()

@@ -49,7 +49,21 @@ async def complete(gen: Generation, caller: Caller, body: ChatCompletionRequest 
 
 
 async def _relay(gen: Generation, upstream: httpx.Response, usage: Usage, start: float, *, keep_usage_chunk: bool) -> AsyncIterator[bytes]:
-    """Server-sent events from Serve, one whole event at a time."""
+    """Server-sent events from Serve, one whole event at a time.
+
+    Usage is recorded before ``[DONE]`` goes out, so a client that has read
+    its stream to the end finds it in ``/v1/usage``; or, failing that, when
+    the stream ends some other way.
+    """
+    recorded = False
+
+    def settle() -> None:
+        nonlocal recorded
+        if not recorded:
+            recorded = True
+            usage.replica_seconds = time.perf_counter() - start
+            gen.usage.record(usage)
+
     buffer = b""
     try:
         async for chunk in upstream.aiter_bytes():
@@ -60,13 +74,14 @@ async def _relay(gen: Generation, upstream: httpx.Response, usage: Usage, start:
                     _count(usage, data["usage"])
                     if not keep_usage_chunk and not data.get("choices"):
                         continue  # the usage-only chunk we asked for ourselves
+                if event.startswith(b"data: [DONE]"):
+                    settle()
                 yield event
         if buffer.strip():
             yield buffer
     finally:
         await upstream.aclose()
-        usage.replica_seconds = time.perf_counter() - start
-        gen.usage.record(usage)
+        settle()
 
 
 def _event_json(event: bytes) -> dict[str, Any] | None:
