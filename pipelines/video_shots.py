@@ -1,0 +1,219 @@
+"""`video.shots`: each input video split into shots, with keyframes, clips, a contact sheet and shot lists.
+
+One item per input video. Workers probe, decode chunks and render shots on
+the Ray cluster, reading media from the object store themselves; the driver
+resolves the inputs (the job's organization only), stitches scores, finds
+boundaries, writes the small outputs and records every asset. Outputs are
+named after the source: ``<video>.shots.json``, ``.shots.csv``, ``.edl``,
+``.contact.jpg``, ``.shot-003.mp4``, ``.shot-003.jpg``. Progress events carry
+``frames_decoded``/``frames_total``, then ``shots_rendered``/``shots_total``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import select
+
+from farm.db import Asset, Project
+from farm.jobs.specs import VideoShotsSpec
+from pipelines.context import JobContext
+from pipelines.stages.backend import run_ray
+from pipelines.stages.detect import DetectorConfig
+from pipelines.stages.find_shots import Detected, Progress, find_shots
+from pipelines.stages.outputs import register
+from pipelines.stages.payloads import Failed, Probed, RenderedShot, ShotTask, Source
+from pipelines.stages.render import RenderShot
+from pipelines.stages.reports import edl, shots_csv, shots_json, timecode
+from pipelines.stages.sheet import contact_sheet
+
+log = logging.getLogger("farm.video_shots")
+CLIP_NAME = r"\.shot-\d{3}\.mp4$"
+
+
+def run(ctx: JobContext) -> None:
+    spec = ctx.spec
+    assert isinstance(spec, VideoShotsSpec)
+    sources, rejected = resolve_inputs(ctx, spec)
+    ctx.set_total(len(sources) + len(rejected))
+    for index, message in rejected:
+        ctx.item(index, False, message)
+    done = ctx.done_items()
+    todo = [s for s in sources if s.index not in done]
+    if todo:
+        connect_ray(ctx)
+        report = Reporter(ctx)
+        detected, failed = find_shots(
+            todo, detector_config(spec), settings=ctx.settings, chunk_size=spec.chunk_size,
+            on_probed=report.probed, on_chunk=report.frames,
+        )
+        for f in failed.values():
+            ctx.item(f.source.index, False, f.message)
+        Outputs(ctx, spec, report).write(detected)
+    ctx.flush()
+
+
+def detector_config(spec: VideoShotsSpec) -> DetectorConfig:
+    return DetectorConfig(kind=spec.detector, threshold=spec.threshold, min_shot_len=spec.min_shot_len,
+                          fades=spec.fades, keyframes_per_shot=spec.keyframes_per_shot)
+
+
+def resolve_inputs(ctx: JobContext, spec: VideoShotsSpec) -> tuple[list[Source], list[tuple[int, str]]]:
+    """The job's videos as sources; ids that are missing, foreign or not videos fail as items.
+
+    An asset of another organization reads exactly like a missing one: its
+    bytes are never touched and its existence is not revealed.
+    """
+    sources: list[Source] = []
+    rejected: list[tuple[int, str]] = []
+    with ctx.db.session() as s:
+        job = ctx.job(s)
+        if spec.project_id is not None:
+            project = s.get(Project, spec.project_id)
+            if project is None or project.org_id != job.org_id:
+                return [], [(0, f"project {spec.project_id} not found")]
+            rows = s.scalars(select(Asset).where(
+                Asset.project_id == project.id, Asset.kind == "video", Asset.created_at <= job.created_at,
+            ).order_by(Asset.created_at, Asset.id)).all()
+            assets: list[tuple[str, Asset | None]] = [(a.id, a) for a in rows if not _is_our_clip(a.name)]
+        else:
+            assets = [(asset_id, s.get(Asset, asset_id)) for asset_id in spec.asset_ids]
+        for index, (asset_id, asset) in enumerate(assets):
+            if asset is None or asset.org_id != job.org_id:
+                rejected.append((index, f"asset {asset_id} not found"))
+            elif asset.kind != "video":
+                rejected.append((index, f"asset {asset_id} ({asset.name}) is not a video: its content is {asset.content_type}"))
+            else:
+                sources.append(Source(index, asset.name, object_key=asset.object_key, asset_id=asset.id))
+    return sources, rejected
+
+
+def _is_our_clip(name: str) -> bool:
+    return re.search(CLIP_NAME, name) is not None
+
+
+def connect_ray(ctx: JobContext) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    from cluster.local import ensure_auth_env
+
+    ensure_auth_env()
+    ray.init(address=os.environ.get("RAY_ADDRESS") or ctx.settings.ray.address, logging_level=logging.WARNING)
+
+
+class Reporter:
+    """Progress events at most twice a second: frames while decoding, shots while rendering."""
+
+    def __init__(self, ctx: JobContext, every_s: float = 0.5) -> None:
+        self.ctx, self.every_s = ctx, every_s
+        self.fields: dict[str, Any] = {}
+        self._last = 0.0
+
+    def emit(self, force: bool = False, **fields: Any) -> None:
+        self.fields.update(fields)
+        if force or time.monotonic() - self._last >= self.every_s:
+            self._last = time.monotonic()
+            self.ctx.flush(**self.fields)
+        self.ctx.check_cancel()
+
+    def probed(self, probed: Iterable[Probed], progress: Progress) -> None:
+        self.emit(force=True, phase="decode", frames_decoded=0, frames_total=progress.frames_total)
+
+    def frames(self, progress: Progress) -> None:
+        self.emit(force=progress.frames_decoded == progress.frames_total,
+                  frames_decoded=progress.frames_decoded, frames_total=progress.frames_total)
+
+
+class Outputs:
+    """Renders shots on workers, then writes and records each video's outputs as it completes."""
+
+    def __init__(self, ctx: JobContext, spec: VideoShotsSpec, report: Reporter) -> None:
+        self.ctx, self.spec, self.report = ctx, spec, report
+        self.want = set(spec.outputs)
+        with ctx.db.session() as s:
+            job = ctx.job(s)
+            self.org_id, self.project_id = job.org_id, job.project_id
+
+    def write(self, detected: dict[int, Detected]) -> None:
+        render = bool(self.want & {"keyframes", "clips", "contact_sheet"})
+        tasks = [self._task(d, shot) for d in detected.values() for shot in d.shots] if render else []
+        waiting = defaultdict(int, {i: len(d.shots) if render else 0 for i, d in detected.items()})
+        rendered: dict[int, list[RenderedShot]] = defaultdict(list)
+        failures: dict[int, Failed] = {}
+        for index in [i for i, n in waiting.items() if n == 0]:
+            self._finish(detected[index], [])
+        self.report.emit(force=True, phase="render", shots_rendered=0, shots_total=len(tasks))
+        count = 0
+        for out in run_ray(RenderShot(self.ctx.settings, crf=self.spec.clip_crf, preset=self.spec.clip_preset), tasks):
+            index = out.source.index if isinstance(out, Failed) else out.task.video.source.index
+            if isinstance(out, Failed):
+                failures.setdefault(index, out)
+            else:
+                rendered[index].append(out)
+            waiting[index] -= 1
+            count += 1
+            self.report.emit(shots_rendered=count)
+            if waiting[index] == 0:
+                if index in failures:
+                    self._discard(rendered.pop(index, []))
+                    self.ctx.item(index, False, failures[index].message)
+                else:
+                    self._finish(detected[index], sorted(rendered.pop(index, []), key=lambda r: r.task.shot.index))
+        self.report.emit(force=True, shots_rendered=count)
+
+    def _task(self, d: Detected, shot: Any) -> ShotTask:
+        return ShotTask(
+            video=d.probed.video, shot=shot, pts=d.probed.pts_range(shot.start, shot.end),
+            keyframes="keyframes" in self.want, clip="clips" in self.want, org_id=self.org_id, project_id=self.project_id,
+        )
+
+    def _discard(self, renders: list[RenderedShot]) -> None:
+        """A video that failed half-way leaves no unrecorded objects behind."""
+        for r in renders:
+            for f in [*r.keyframes, *([r.clip] if r.clip else [])]:
+                if f.object_key:
+                    self.ctx.store.delete(f.object_key)
+
+    def _finish(self, d: Detected, renders: list[RenderedShot]) -> None:
+        video = d.probed.video
+        stem = video.source.stem
+        ids: list[str] = []
+        per_shot: dict[int, dict[str, Any]] = {}
+        for r in renders:
+            entry: dict[str, Any] = {}
+            images = [self._record(f) for f in r.keyframes]
+            if images:
+                entry["keyframe_images"] = [{"name": f.name, "asset_id": a} for f, a in zip(r.keyframes, images)]
+            if r.clip is not None:
+                clip_id = self._record(r.clip)
+                entry["clip"] = {"name": r.clip.name, "asset_id": clip_id, "frames": r.clip_frames, "audio": r.clip_has_audio}
+                images.append(clip_id)
+            per_shot[r.task.shot.index] = entry
+            ids += images
+        self.ctx.add_results(ids)  # shot by shot first; save_output appends the rest
+        if "contact_sheet" in self.want:
+            captions = [f"#{s.index:03d}  {timecode(s.start, video.rate)}  ({s.frames} f)" for s in d.shots]
+            thumbs = {r.task.shot.index: r.thumbnail for r in renders}
+            title = f"{video.source.name} — {len(d.shots)} shots, {video.width}x{video.height} @ {video.fps:.3g} fps"
+            sheet = contact_sheet([thumbs.get(s.index) for s in d.shots], captions, title=title)
+            self.ctx.save_output(f"{stem}.contact.jpg", sheet)
+        detector = {"kind": self.spec.detector, "threshold": detector_config(self.spec).level,
+                    "min_shot_len": self.spec.min_shot_len, "fades": self.spec.fades}
+        if "json" in self.want:
+            self.ctx.save_output(f"{stem}.shots.json", shots_json(video, d.shots, d.transitions, detector, per_shot))
+        if "csv" in self.want:
+            self.ctx.save_output(f"{stem}.shots.csv", shots_csv(video, d.shots))
+        if "edl" in self.want:
+            self.ctx.save_output(f"{stem}.edl", edl(video, d.shots))
+        self.ctx.item(video.source.index, True)
+
+    def _record(self, stored: Any) -> str:
+        return register(self.ctx.db, self.ctx.store, self.ctx.job_id, stored)
