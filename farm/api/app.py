@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from farm.api import errors
 from farm.api.metrics import Metrics, MetricsMiddleware
-from farm.api.routes import assets, audit, health, jobs, keys, objects, projects
+from farm.api.routes import assets, audit, health, jobs, keys, objects, projects, webhooks
 from farm.api.routes.openai import ROUTERS as OPENAI_ROUTERS
 from farm.api.routes.openai import Generation
 from farm.api.runtime import Runtime
@@ -41,9 +41,17 @@ def create_app(
 
             dispatcher = Dispatcher(runtime.db, settings)
             dispatcher.start()
+        deliveries = None
+        if settings.webhooks.enabled:
+            from farm.webhooks.delivery import DeliveryWorker
+
+            deliveries = DeliveryWorker(runtime.db, settings.webhooks)
+            deliveries.start()
         await generation.start()
         yield
         await generation.stop()
+        if deliveries is not None:
+            await run_in_threadpool(deliveries.stop)
         if dispatcher is not None:
             await run_in_threadpool(dispatcher.stop)
 
@@ -58,7 +66,7 @@ def create_app(
     app.state.metrics = Metrics()
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     errors.install(app)
-    for module in (health, keys, projects, assets, jobs, audit, objects):
+    for module in (health, keys, projects, assets, jobs, audit, objects, webhooks):
         app.include_router(module.router)
     for router in OPENAI_ROUTERS:
         app.include_router(router)

@@ -23,6 +23,7 @@ from farm.db.models import Job, JobEvent, JobItem, Project, utcnow
 from farm.ids import new_id
 from farm.jobs.kinds import parse_spec
 from farm.jobs.states import TERMINAL, JobState, check
+from farm.webhooks.events import publish_job_state
 
 
 class IdempotencyConflict(Exception):
@@ -57,6 +58,7 @@ def transition(session: Session, job: Job, target: JobState, **data: Any) -> Non
         job.error = data["error"]
     add_event(session, job.id, "state", state=target.value, previous=current.value,
               counts=counts(job), **{k: v for k, v in data.items() if v is not None})
+    publish_job_state(session, job)
 
 
 def counts(job: Job) -> dict[str, int]:
@@ -96,6 +98,7 @@ def submit(
     try:
         session.flush()  # a concurrent twin with the same key fails here
         add_event(session, job.id, "state", state=JobState.queued.value, counts=counts(job))
+        publish_job_state(session, job)
         audit.record(session, principal, "job.create", "job", job.id, kind=kind)
         if commit:
             session.commit()

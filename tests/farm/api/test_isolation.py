@@ -8,7 +8,7 @@ from farm.ids import new_id
 from tests.farm.api.conftest import Farm
 
 
-def _routes(project_id: str, asset_id: str, key_id: str, job_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+def _routes(project_id: str, asset_id: str, key_id: str, job_id: str, webhook_id: str) -> list[tuple[str, str, dict[str, Any]]]:
     return [
         ("POST", "/v1/jobs", {"json": {"kind": "debug.sleep", "project_id": project_id}}),
         ("GET", f"/v1/jobs/{job_id}", {}),
@@ -26,6 +26,9 @@ def _routes(project_id: str, asset_id: str, key_id: str, job_id: str) -> list[tu
         ("DELETE", f"/v1/assets/{asset_id}", {}),
         ("GET", f"/v1/keys/{key_id}", {}),
         ("DELETE", f"/v1/keys/{key_id}", {}),
+        ("GET", f"/v1/webhooks/{webhook_id}", {}),
+        ("GET", f"/v1/webhooks/{webhook_id}/deliveries", {}),
+        ("DELETE", f"/v1/webhooks/{webhook_id}", {}),
     ]
 
 
@@ -34,11 +37,12 @@ def test_every_route_with_an_id_hides_other_orgs(farm: Farm) -> None:
     asset = farm.upload(project["id"], b"org A only").json()
     key = farm.call("POST", "/v1/keys", json={"name": "a-ci"}).json()
     job = farm.call("POST", "/v1/jobs", json={"kind": "debug.sleep", "project_id": project["id"]}).json()
-    foreign = _routes(project["id"], asset["id"], key["id"], job["id"])
-    missing = _routes(new_id("proj"), new_id("asset"), new_id("key"), new_id("job"))
+    webhook = farm.call("POST", "/v1/webhooks", json={"url": "https://hooks.example.com/a", "event_types": ["batch.completed"]}).json()
+    foreign = _routes(project["id"], asset["id"], key["id"], job["id"], webhook["id"])
+    missing = _routes(new_id("proj"), new_id("asset"), new_id("key"), new_id("job"), new_id("wh"))
     app_paths = {r.path for r in farm.client.app.routes if "{" in getattr(r, "path", "")}
     covered = {
-        p.replace(project["id"], "{project_id}").replace(asset["id"], "{asset_id}").replace(key["id"], "{key_id}").replace(job["id"], "{job_id}").split("?")[0]
+        p.replace(project["id"], "{project_id}").replace(asset["id"], "{asset_id}").replace(key["id"], "{key_id}").replace(job["id"], "{job_id}").replace(webhook["id"], "{webhook_id}").split("?")[0]
         for _, p, _ in foreign
     }
     assert app_paths - {"/v1/objects/{key:path}"} <= covered, "a route with an id is missing from this test"
@@ -54,6 +58,7 @@ def test_every_route_with_an_id_hides_other_orgs(farm: Farm) -> None:
     assert farm.call("GET", f"/v1/assets/{asset['id']}/content").content == b"org A only"
     assert farm.call("GET", f"/v1/keys/{key['id']}").json()["revoked_at"] is None
     assert farm.call("GET", f"/v1/jobs/{job['id']}").json()["state"] == "queued"
+    assert farm.call("GET", f"/v1/webhooks/{webhook['id']}").status_code == 200
     assert [j["id"] for j in farm.call("GET", "/v1/jobs", "b_admin").json()["data"]] == []
     names = [a["name"] for a in farm.call("GET", f"/v1/projects/{project['id']}/assets").json()["data"]]
     assert names == [asset["name"]]
