@@ -1,14 +1,24 @@
-"""`farm demo`: the main job on embedded defaults, end to end, then a clean stop."""
+"""`farm demo`: the main job on embedded defaults, end to end, then a clean stop.
+
+Starts the farm, uploads a generated multi-shot sample, runs `video.shots` on
+it with a live progress bar, downloads the outputs and says where they are.
+"""
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
+from pathlib import Path
+from typing import Any
 
+import httpx
 from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from farm.bootstrap import admin_key_for
 from farm.cli.client import Client
-from farm.cli.output import console, table
+from farm.cli.output import console, err, table
 from farm.cli.resources import upload_file
 from farm.samples import sample_video
 from farm.settings import Settings
@@ -45,11 +55,69 @@ def run_demo(settings: Settings) -> None:
         )
         if ready["status"] != "ready":
             raise SystemExit("the farm is not ready; see the checks above")
+        job = client.request("POST", "/v1/jobs", json={
+            "kind": "video.shots", "project_id": project["id"], "spec": {"asset_ids": [asset["id"]]},
+        })
+        console.print(f"Job [bold]{job['id']}[/] video.shots submitted: shots, keyframes, clips and a contact sheet")
+        done = follow_shots(client, job["id"])
+        if done["state"] != "succeeded" or done["counts"]["failed"]:
+            raise SystemExit(f"video.shots job {job['id']} ended {done['state']}: {done['error'] or done['counts']}")
+        out = settings.home / "demo-output"
+        files = download_results(client, done["result_asset_ids"], out)
+        shots = json.loads((out / f"{sample.path.stem}.shots.json").read_text())
+        starts = [s["start_frame"] for s in shots["shots"][1:]]
+        console.print(f"{len(shots['shots'])} shots found, cuts at {starts} (the sample's cuts: {list(sample.cuts)})")
+        table([{"shot": s["index"], "frames": f"{s['start_frame']}-{s['end_frame'] - 1}", "start": s["start_timecode"],
+                "clip": s.get("clip", {}).get("name", ""), "keyframe": s.get("keyframe_images", [{}])[0].get("name", "")}
+               for s in shots["shots"]], ["shot", "frames", "start", "clip", "keyframe"], title="video.shots")
+        clips = sorted(p.name for p in files if p.suffix == ".mp4")
         console.print(Panel.fit(
-            f"project  {project['id']}\nasset    {farm.url}/v1/assets/{asset['id']}\n"
-            f"content  {farm.url}/v1/assets/{asset['id']}/content\nobjects  {settings.storage.local_root}",
+            f"project        {project['id']}\nsource asset   {farm.url}/v1/assets/{asset['id']}\n"
+            f"job            {job['id']} ({len(done['result_asset_ids'])} result assets)\n"
+            f"contact sheet  {out / (sample.path.stem + '.contact.jpg')}\n"
+            f"shot list      {out / (sample.path.stem + '.shots.json')}  (.shots.csv, .edl beside it)\n"
+            f"clips          {out}/{clips[0] if clips else '-'} … ({len(clips)} clips, keyframes as .jpg)\n"
+            f"objects        {settings.storage.local_root}",
             title=f"demo done in {time.monotonic() - started:.1f}s",
         ))
     finally:
         with console.status("stopping"):
             farm.stop()
+
+
+def follow_shots(client: Client, job_id: str) -> dict[str, Any]:
+    """A progress bar over the job's events: frames decoded, then shots rendered; returns the finished job."""
+    columns = (TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err) as progress:
+        decode = progress.add_task("decoding frames", total=None)
+        render = progress.add_task("rendering shots", total=None, visible=False)
+        with client.http.stream("GET", f"/v1/jobs/{job_id}/events", timeout=httpx.Timeout(30, read=None)) as resp:
+            for line in resp.iter_lines():
+                if not line.startswith("data: "):
+                    continue
+                ev = json.loads(line[6:])
+                if "frames_total" in ev:
+                    progress.update(decode, total=ev["frames_total"], completed=ev.get("frames_decoded", 0))
+                if "shots_total" in ev:
+                    progress.update(render, total=ev["shots_total"], completed=ev.get("shots_rendered", 0), visible=True)
+                if ev["type"] == "state" and ev["state"] in ("succeeded", "failed", "cancelled"):
+                    break
+    job: dict[str, Any] = client.request("GET", f"/v1/jobs/{job_id}")
+    c = job["counts"]
+    console.print(f"Job {job_id} [bold]{job['state']}[/]: {c['succeeded']} of {c['total']} videos done, {c['failed']} failed")
+    return job
+
+
+def download_results(client: Client, asset_ids: list[str], out: Path) -> list[Path]:
+    """The job's outputs as files, named as their assets are."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    paths = []
+    for asset_id in asset_ids:
+        meta = client.request("GET", f"/v1/assets/{asset_id}")
+        path = out / Path(meta["name"]).name
+        with path.open("wb") as fh:
+            client.download(asset_id, fh)
+        paths.append(path)
+    return paths
+
