@@ -20,7 +20,7 @@ from serve.diffusion.protocol import ImageDefaults, ImageJob
 
 # engine_kwargs that set call defaults; the rest go to ``from_pretrained``.
 CALL_DEFAULTS = ("width", "height", "num_inference_steps", "guidance_scale")
-ENGINE_OPTIONS = ("device", "num_threads")
+ENGINE_OPTIONS = ("device", "num_threads", "batch_invariant")
 
 
 class DiffusionEngine(abc.ABC):
@@ -49,17 +49,25 @@ class DiffusersEngine(DiffusionEngine):
 
     ``engine_kwargs`` (from the model registry): ``width``, ``height``,
     ``num_inference_steps`` and ``guidance_scale`` are call defaults;
-    ``device`` (default: ``cuda`` when available) and ``num_threads`` (torch
-    CPU threads) configure the engine; anything else (``torch_dtype``,
-    ``variant``, ``revision``…) goes to ``from_pretrained``.
+    ``device`` (default: ``cuda`` when available), ``num_threads`` (torch
+    CPU threads) and ``batch_invariant`` configure the engine; anything else
+    (``torch_dtype``, ``variant``, ``revision``…) goes to ``from_pretrained``.
+
+    Batch invariance (on by default): kernels pick their summation order by
+    batch shape, so the same seed rendered in batches of different sizes can
+    differ in the last bit, and then by one level in a few pixels. Every
+    pipeline call is therefore padded to ``max_batch_size`` (the padding is
+    thrown away): one shape, bit-identical images whatever the batch holds.
+    The price is a full batch's work for a lone request.
     """
 
-    def __init__(self, source: str, engine_kwargs: dict[str, Any] | None = None) -> None:
+    def __init__(self, source: str, engine_kwargs: dict[str, Any] | None = None, *, max_batch_size: int = 1) -> None:
         kwargs = dict(engine_kwargs or {})
         self.source = source
         self._call_defaults = {k: kwargs.pop(k) for k in CALL_DEFAULTS if k in kwargs}
         self._options = {k: kwargs.pop(k) for k in ENGINE_OPTIONS if k in kwargs}
         self._load_kwargs = kwargs
+        self._pad_to = max_batch_size if self._options.get("batch_invariant", True) else 1
         # One pipeline call at a time, off the replica's event loop.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffusers")
         self._text2img: Any = None
@@ -118,6 +126,8 @@ class DiffusersEngine(DiffusionEngine):
         first = jobs[0]
         if any(job.batch_key != first.batch_key for job in jobs):
             raise ValueError("generate() takes jobs that share one batch key")
+        real = len(jobs)
+        jobs = jobs + [first] * (self._pad_to - real)  # one shape for every call: see the class docstring
         # One CPU generator per image: its noise depends on its seed alone,
         # whatever else is in the batch, and is the same on CPU and GPU.
         generators = [torch.Generator(device="cpu").manual_seed(job.seed) for job in jobs]
@@ -140,7 +150,7 @@ class DiffusersEngine(DiffusionEngine):
             if "out of memory" in str(exc).lower() or "cuda" in str(exc).lower():
                 self._failure = exc
             raise
-        return [_png(image) for image in result.images]
+        return [_png(image) for image in result.images[:real]]
 
 
 def _png(image: Any) -> bytes:
