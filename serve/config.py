@@ -66,10 +66,16 @@ def serve_config(
     *,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
+    proxy_location: str = "HeadOnly",
     ingress_cpus: float = 1,
     extra_applications: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The whole Serve config (``ServeDeploySchema``) for ``registry``'s models."""
+    """The whole Serve config (``ServeDeploySchema``) for ``registry``'s models.
+
+    Locally the proxy runs on the head and binds loopback; on a cluster pass
+    ``host="0.0.0.0"`` and ``proxy_location="EveryNode"`` and keep the port
+    behind a cluster-internal service (see ``cluster/kuberay/``).
+    """
     apps: list[dict[str, Any]] = []
     llms = registry.of_kind("llm")
     if llms:
@@ -77,7 +83,7 @@ def serve_config(
     apps += [diffusion_application(spec) for spec in registry.of_kind("diffusion")]
     apps += extra_applications or []
     return {
-        "proxy_location": "HeadOnly",
+        "proxy_location": proxy_location,
         "http_options": {"host": host, "port": port},
         "applications": apps,
     }
@@ -93,3 +99,7 @@ def serve_url(config: dict[str, Any]) -> str:
 def to_yaml(config: dict[str, Any], header: str = "") -> str:
     body = yaml.safe_dump(config, sort_keys=False, default_flow_style=False, width=100)
     return header + body
+
+
+#: How ``serve/serve_config.example.yaml`` is made from ``serve/models.example.yaml``.
+CLUSTER_OPTIONS: dict[str, Any] = {"host": "0.0.0.0", "port": 8000, "proxy_location": "EveryNode"}

@@ -75,6 +75,24 @@ def models_list() -> None:
     table([m.model_dump() for m in reg.models.values()], ["name", "kind", "source", "min_replicas", "max_replicas"], title="Models")
 
 
+@models_app.command("serve-config")
+def models_serve_config(
+    cluster: Annotated[bool, typer.Option(help="Proxy on every node on 0.0.0.0:8000 (keep it behind an internal service)")] = False,
+    port: Annotated[int | None, typer.Option(help="Serve HTTP port (default: FARM_SERVE__HTTP_PORT, or 8000 with --cluster)")] = None,
+) -> None:
+    """Print the Serve config (`serve deploy` format) of the model registry's applications."""
+    from serve.config import CLUSTER_OPTIONS, serve_config, to_yaml
+    from serve.registry import ModelRegistry
+
+    settings = get_settings()
+    options = dict(CLUSTER_OPTIONS) if cluster else {"host": settings.serve.http_host, "port": settings.serve.http_port}
+    if port:
+        options["port"] = port
+    registry_file = settings.models.registry_file or "the demo models"
+    header = f"# Serve config for {registry_file}, made by `farm models serve-config{' --cluster' if cluster else ''}`.\n"
+    typer.echo(to_yaml(serve_config(ModelRegistry.from_settings(settings), **options), header=header), nl=False)
+
+
 @app.command()
 def up(
     ray_address: Annotated[str | None, typer.Option(help="Join this Ray cluster instead of starting a local head")] = None,
