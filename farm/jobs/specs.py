@@ -25,6 +25,7 @@ class DebugSleepSpec(JobSpec):
     def max_failed_fraction(self) -> float:
         return self.fail_job_above
 
+
 SHOT_OUTPUTS = ("keyframes", "clips", "contact_sheet", "json", "csv", "edl")
 ShotOutput = Literal["keyframes", "clips", "contact_sheet", "json", "csv", "edl"]
 
@@ -61,3 +62,23 @@ class VideoShotsSpec(JobSpec):
     def max_failed_fraction(self) -> float:
         return self.fail_job_above
 
+
+class _BatchSpec(JobSpec):
+    """A batch's job: the batch row names its input file and endpoint."""
+
+    batch_id: str = Field(pattern=r"^batch_[0-9a-f]{28}$")
+    max_lines: int = Field(default=50_000, ge=1)
+    max_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
+
+    def max_failed_fraction(self) -> float:
+        return 1.0  # failed requests land in the error file; the batch still completes
+
+
+@job_kind("batch.chat", pipeline="pipelines.batch_chat")
+class BatchChatSpec(_BatchSpec):
+    """OpenAI batch of /v1/chat/completions or /v1/completions requests, run with vLLM on Ray Data."""
+
+
+@job_kind("batch.images", pipeline="pipelines.batch_images")
+class BatchImagesSpec(_BatchSpec):
+    """OpenAI batch of /v1/images/generations requests, run with the diffusion engine on Ray Data."""

@@ -1,0 +1,1 @@
+"""OpenAI-compatible Files and Batches: views over assets and `batch.*` jobs."""

@@ -1,0 +1,98 @@
+"""`batch.chat`: OpenAI batch of chat/completions requests through `ray.data.llm` (vLLM).
+
+The same model registry as online serving names the weights; each request's
+body sets its sampling parameters. A request vLLM refuses (say, a prompt past
+the context) becomes one line in the error file; the others complete.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from pipelines.batch_common import BatchRun, error_line, output_line, ray_init, run_batch
+from pipelines.context import JobContext
+
+SAMPLING_KEYS = ("temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty")
+
+
+def sampling_params(body: dict[str, Any]) -> dict[str, Any]:
+    params = {k: body[k] for k in SAMPLING_KEYS if body.get(k) is not None}
+    params["max_tokens"] = int(body.get("max_completion_tokens") or body.get("max_tokens") or 16)
+    return params
+
+
+def _preprocess_chat(row: dict[str, Any]) -> dict[str, Any]:
+    body = json.loads(row["body"])
+    return {"line": row["line"], "custom_id": row["custom_id"], "served_model": body["model"],
+            "messages": body["messages"], "sampling_params": sampling_params(body)}
+
+
+def _preprocess_completion(row: dict[str, Any]) -> dict[str, Any]:
+    body = json.loads(row["body"])
+    return {"line": row["line"], "custom_id": row["custom_id"], "served_model": body["model"],
+            "prompt": body["prompt"], "sampling_params": sampling_params(body)}
+
+
+def _postprocess(row: dict[str, Any]) -> dict[str, Any]:
+    params = row.get("sampling_params") or {}
+    return {
+        "line": int(row["line"]), "custom_id": row["custom_id"], "model": row["served_model"],
+        "text": row.get("generated_text") or "", "error": row.get("__inference_error__") or None,
+        "prompt_tokens": int(row.get("num_input_tokens") or 0), "completion_tokens": int(row.get("num_generated_tokens") or 0),
+        "max_tokens": int(params.get("max_tokens", 16)) if isinstance(params, dict) else 16,
+    }
+
+
+def to_line(endpoint: str) -> Any:
+    def convert(row: dict[str, Any]) -> tuple[bool, str]:
+        # rows vLLM refused skip the postprocess step and keep ray.data.llm's own error column
+        error = row.get("error") or row.get("__inference_error__")
+        if error:
+            return False, error_line(row["custom_id"], "invalid_request", str(error)[:1000])
+        prompt, completion = int(row.get("prompt_tokens") or 0), int(row.get("completion_tokens") or 0)
+        finish = "length" if completion >= int(row.get("max_tokens") or 16) else "stop"
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        created = int(time.time())
+        if endpoint == "/v1/chat/completions":
+            body = {"id": f"chatcmpl-{row['line']}", "object": "chat.completion", "created": created, "model": row.get("model") or row.get("served_model"),
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": row.get("text") or ""}, "finish_reason": finish}],
+                    "usage": usage}
+        else:
+            body = {"id": f"cmpl-{row['line']}", "object": "text_completion", "created": created, "model": row.get("model") or row.get("served_model"),
+                    "choices": [{"index": 0, "text": row.get("text") or "", "finish_reason": finish}], "usage": usage}
+        return True, output_line(row["custom_id"], body)
+
+    return convert
+
+
+def run(ctx: JobContext) -> None:
+    from serve.registry import ModelRegistry
+
+    registry = ModelRegistry.from_settings(ctx.settings)
+    models = {m.name for m in registry.of_kind("llm")}
+
+    def execute(batch: BatchRun, requests: Path) -> None:
+        import ray.data
+        from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+
+        ray_init()
+        ds = ray.data.read_json(f"local://{requests}", lines=True)
+        used = {json.loads(json.loads(line)["body"])["model"] for line in requests.open()}
+        # one model per batch is the common case; several run one after another
+        for name in sorted(used):
+            spec = registry.get(name)
+            chat = batch.batch.endpoint == "/v1/chat/completions"
+            config = vLLMEngineProcessorConfig(
+                model_source=spec.source, engine_kwargs=dict(spec.engine_kwargs), batch_size=32, concurrency=1,
+                should_continue_on_error=True, chat_template_stage=chat,
+                accelerator_type=spec.accelerator_type,
+                placement_group_config={"bundles": [{"CPU": 1, **({"GPU": spec.gpus} if spec.gpus else {})}]},
+            )
+            processor = build_processor(config, preprocess=_preprocess_chat if chat else _preprocess_completion, postprocess=_postprocess)
+            subset = ds.filter(lambda r, n=name: json.loads(r["body"])["model"] == n)
+            batch.consume(processor(subset).iter_rows(), to_line(batch.batch.endpoint))
+
+    run_batch(ctx, models, execute)
