@@ -8,7 +8,6 @@ from __future__ import annotations
 from farm.settings import Settings
 from farm.storage.base import ObjectInfo, ObjectNotFound, ObjectStore, StorageError, validate_key
 from farm.storage.local import LocalStore
-from farm.storage.s3 import S3Store
 from farm.storage.signing import load_signing_key
 
 __all__ = [
@@ -24,11 +23,22 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> object:
+    """S3Store loads the MinIO SDK: only when asked for (the runner starts faster without it)."""
+    if name == "S3Store":
+        from farm.storage.s3 import S3Store
+
+        return S3Store
+    raise AttributeError(name)
+
+
 def open_store(settings: Settings) -> ObjectStore:
     """Build the configured backend; touches nothing remote (call ``ensure_ready`` at startup)."""
     if settings.storage.backend == "local":
         return LocalStore(settings.storage.local_root, load_signing_key(settings.home), settings.base_url)
     if settings.storage.backend == "s3":
+        from farm.storage.s3 import S3Store
+
         s3 = settings.s3
         return S3Store(
             s3.endpoint,
