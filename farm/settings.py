@@ -66,7 +66,6 @@ class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
     public_url: str | None = Field(default=None, description="Base URL clients use; derived if unset")
-    page_size_max: int = 200
 
 
 class DispatchSettings(BaseModel):
@@ -75,6 +74,7 @@ class DispatchSettings(BaseModel):
     poll_s: float = Field(default=0.5, gt=0, le=60)
     lease_ttl_s: float = Field(default=10, ge=1, description="A dispatcher silent this long loses the lease")
     max_attempts: int = Field(default=3, ge=1, le=20, description="Runner starts per job before it fails")
+    cancel_grace_s: float = Field(default=30, ge=0, description="How long a cancelled job's runner may take to stop on its own before Ray stops it")
 
 
 class ServeSettings(BaseModel):
@@ -125,6 +125,11 @@ class WebhookSettings(BaseModel):
         return value
 
 
+class BatchSettings(BaseModel):
+    max_lines: int = Field(default=50_000, ge=1, description="Most requests in one batch input file")
+    max_bytes: int = Field(default=200 * 1024 * 1024, ge=1, description="Largest batch input file")
+
+
 class Settings(BaseSettings):
     """The farm's configuration (``FARM_*`` environment variables)."""
 
@@ -145,6 +150,7 @@ class Settings(BaseSettings):
     dispatch: DispatchSettings = DispatchSettings()
     serve: ServeSettings = ServeSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    batch: BatchSettings = BatchSettings()
 
     @model_validator(mode="after")
     def _under_home(self) -> Settings:
@@ -165,7 +171,7 @@ class Settings(BaseSettings):
 def settings_env(settings: Settings) -> dict[str, str]:
     """The settings as FARM_* variables with absolute paths, for a Ray Job's runtime env."""
     env: dict[str, str] = {"FARM_HOME": str(settings.home.resolve())}
-    for group in ("db", "storage", "s3", "ray", "models", "api", "dispatch", "serve", "webhooks"):
+    for group in ("db", "storage", "s3", "ray", "models", "api", "dispatch", "serve", "webhooks", "batch"):
         model = getattr(settings, group)
         for name in type(model).model_fields:
             value = getattr(model, name)

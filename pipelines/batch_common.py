@@ -25,6 +25,8 @@ from sqlalchemy import select
 
 from farm.accounts import Principal
 from farm.batches import files as file_service
+from farm.batches.events import publish_batch
+from farm.batches.status import batch_status
 from farm.batches.requests import BatchRequest, LineError, Validator, split_lines
 from farm.db.models import Asset, Batch, File, JobEvent, Role, utcnow
 from pipelines.context import Cancelled, JobContext
@@ -58,11 +60,15 @@ class BatchRun:
         with self.ctx.db.session() as s:
             batch = s.get(Batch, self.batch.id)
             assert batch is not None
+            job = self.ctx.job(s)
+            before = batch_status(batch, job)
             batch.phase = phase
             for k, v in fields.items():
                 setattr(batch, k, v)
+            if batch_status(batch, job) != before:  # a cancelling batch stays "cancelling" while it finalizes
+                publish_batch(s, batch, job)
             s.commit()
-        self.ctx.event("batch", status=phase)
+        self.ctx.event("batch", phase=phase)
 
     # -- validation ---------------------------------------------------------------------------
 

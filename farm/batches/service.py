@@ -8,8 +8,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from farm.accounts import Principal
+from farm.batches.events import publish_batch
 from farm.db.models import Batch, File, Job, Project
 from farm.ids import new_id
+from farm.settings import BatchSettings
 from farm.jobs.service import submit
 
 ENDPOINT_KINDS = {
@@ -35,6 +37,7 @@ def create(
     completion_window: str,
     metadata: dict[str, str] | None,
     max_attempts: int,
+    limits: BatchSettings,
     priority: int = 50,
 ) -> tuple[Batch, Job]:
     if endpoint not in ENDPOINT_KINDS:
@@ -44,7 +47,7 @@ def create(
     if input_file.purpose != "batch":
         raise BatchRequestError("input_file_id", f"the input file's purpose is '{input_file.purpose}', not 'batch'")
     batch_id = new_id("batch")
-    spec: dict[str, Any] = {"batch_id": batch_id}
+    spec: dict[str, Any] = {"batch_id": batch_id, "max_lines": limits.max_lines, "max_bytes": limits.max_bytes}
     job, _ = submit(session, principal, project, ENDPOINT_KINDS[endpoint], spec, priority, None, max_attempts, commit=False)
     batch = Batch(
         id=batch_id, org_id=principal.org_id, job_id=job.id, input_file_id=input_file.id, endpoint=endpoint,
@@ -52,5 +55,7 @@ def create(
         expires_at=job.created_at + WINDOWS[completion_window],
     )
     session.add(batch)
+    session.flush()
+    publish_batch(session, batch, job)
     session.commit()
     return batch, job

@@ -105,7 +105,9 @@ def up(
     settings = get_settings()
     if ray_address:
         settings.ray.address = ray_address
-        settings.ray.dashboard_url = dashboard_url or settings.ray.dashboard_url
+        host = ray_address.removeprefix("ray://").rsplit(":", 1)[0]
+        # Ray's default dashboard port on the head, unless told otherwise
+        settings.ray.dashboard_url = dashboard_url or settings.ray.dashboard_url or f"http://{host}:8265"
     if port:
         settings.api.port = port
     farm = EmbeddedFarm(settings)

@@ -18,7 +18,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from farm.db import Database, Job
+from farm.db import Database, Job, JobEvent
+from farm.db.models import utcnow
 from farm.dispatch import lease
 from farm.dispatch.selection import next_jobs
 from farm.jobs.service import transition
@@ -87,7 +88,7 @@ class Dispatcher:
 
         status, message = self._ray_status(job.ray_job_id)
         if status in (JobStatus.PENDING, JobStatus.RUNNING):
-            if job.state == JobState.cancel_requested.value:
+            if job.state == JobState.cancel_requested.value and self._grace_over(s, job):
                 self.client().stop_job(job.ray_job_id)
             return
         s.refresh(job)  # the runner may have just finished it
@@ -99,6 +100,14 @@ class Dispatcher:
             what = "vanished from Ray" if status is None else f"ended {status.value.lower()} before finishing"
             self._requeue_or_fail(s, job, f"runner {what}" + (f": {message}" if message else ""))
         s.commit()
+
+    def _grace_over(self, s: Session, job: Job) -> bool:
+        """A runner gets a grace period to stop at an item boundary and save what it has."""
+        asked = s.scalars(
+            select(JobEvent.created_at).where(JobEvent.job_id == job.id, JobEvent.type == "state")
+            .order_by(JobEvent.seq.desc()).limit(1)
+        ).first()
+        return asked is None or (utcnow() - asked).total_seconds() >= self.settings.dispatch.cancel_grace_s
 
     def _ray_status(self, ray_job_id: str | None) -> tuple[Any, str | None]:
         if ray_job_id is None:

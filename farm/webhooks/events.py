@@ -35,3 +35,6 @@ def job_data(job: Job) -> dict[str, Any]:
 def publish_job_state(session: Session, job: Job) -> None:
     """Queue ``job.<state>`` for the job's org, in the transaction that changed the state."""
     enqueue(session, job.org_id, f"job.{job.state}", job_data(job))
+    from farm.batches.events import publish_for_job  # batches build on jobs: imported late, no cycle
+
+    publish_for_job(session, job)

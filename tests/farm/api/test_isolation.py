@@ -8,8 +8,14 @@ from farm.ids import new_id
 from tests.farm.api.conftest import Farm
 
 
-def _routes(project_id: str, asset_id: str, key_id: str, job_id: str, webhook_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+def _routes(project_id: str, asset_id: str, key_id: str, job_id: str, webhook_id: str, file_id: str, batch_id: str) -> list[tuple[str, str, dict[str, Any]]]:
     return [
+        ("GET", f"/v1/files/{file_id}", {}),
+        ("GET", f"/v1/files/{file_id}/content", {}),
+        ("DELETE", f"/v1/files/{file_id}", {}),
+        ("POST", "/v1/batches", {"json": {"input_file_id": file_id, "endpoint": "/v1/chat/completions", "completion_window": "24h"}}),
+        ("GET", f"/v1/batches/{batch_id}", {}),
+        ("POST", f"/v1/batches/{batch_id}/cancel", {}),
         ("POST", "/v1/jobs", {"json": {"kind": "debug.sleep", "project_id": project_id}}),
         ("GET", f"/v1/jobs/{job_id}", {}),
         ("GET", f"/v1/jobs/{job_id}/events", {}),
@@ -38,11 +44,13 @@ def test_every_route_with_an_id_hides_other_orgs(farm: Farm) -> None:
     key = farm.call("POST", "/v1/keys", json={"name": "a-ci"}).json()
     job = farm.call("POST", "/v1/jobs", json={"kind": "debug.sleep", "project_id": project["id"]}).json()
     webhook = farm.call("POST", "/v1/webhooks", json={"url": "https://hooks.example.com/a", "event_types": ["batch.completed"]}).json()
-    foreign = _routes(project["id"], asset["id"], key["id"], job["id"], webhook["id"])
-    missing = _routes(new_id("proj"), new_id("asset"), new_id("key"), new_id("job"), new_id("wh"))
+    file = farm.call("POST", "/v1/files", data={"purpose": "batch"}, files={"file": ("in.jsonl", b'{"custom_id": "x"}\n')}).json()
+    batch = farm.call("POST", "/v1/batches", json={"input_file_id": file["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"}).json()
+    foreign = _routes(project["id"], asset["id"], key["id"], job["id"], webhook["id"], file["id"], batch["id"])
+    missing = _routes(new_id("proj"), new_id("asset"), new_id("key"), new_id("job"), new_id("wh"), new_id("file"), new_id("batch"))
     app_paths = {r.path for r in farm.client.app.routes if "{" in getattr(r, "path", "")}
     covered = {
-        p.replace(project["id"], "{project_id}").replace(asset["id"], "{asset_id}").replace(key["id"], "{key_id}").replace(job["id"], "{job_id}").replace(webhook["id"], "{webhook_id}").split("?")[0]
+        p.replace(project["id"], "{project_id}").replace(asset["id"], "{asset_id}").replace(key["id"], "{key_id}").replace(job["id"], "{job_id}").replace(webhook["id"], "{webhook_id}").replace(file["id"], "{file_id}").replace(batch["id"], "{batch_id}").split("?")[0]
         for _, p, _ in foreign
     }
     assert app_paths - {"/v1/objects/{key:path}"} <= covered, "a route with an id is missing from this test"
@@ -59,6 +67,8 @@ def test_every_route_with_an_id_hides_other_orgs(farm: Farm) -> None:
     assert farm.call("GET", f"/v1/keys/{key['id']}").json()["revoked_at"] is None
     assert farm.call("GET", f"/v1/jobs/{job['id']}").json()["state"] == "queued"
     assert farm.call("GET", f"/v1/webhooks/{webhook['id']}").status_code == 200
+    assert farm.call("GET", f"/v1/files/{file['id']}/content").content == b'{"custom_id": "x"}\n'
+    assert farm.call("GET", f"/v1/batches/{batch['id']}").json()["status"] == "validating"
     assert [j["id"] for j in farm.call("GET", "/v1/jobs", "b_admin").json()["data"]] == []
     names = [a["name"] for a in farm.call("GET", f"/v1/projects/{project['id']}/assets").json()["data"]]
     assert names == [asset["name"]]

@@ -65,6 +65,9 @@ def registry_file(tmp_path: Path, models: dict[str, Path]) -> Path:
 def batch_farm(postgres_url: str, ray_cluster: LocalRayHead, tmp_path: Path, demo_models: dict[str, Path]) -> Iterator[BatchFarm]:
     settings = make_settings(tmp_path, postgres_url, ray_cluster)
     settings.models.registry_file = registry_file(tmp_path, demo_models)
+    settings.webhooks.allow_private = True  # the test receiver listens on loopback
+    settings.webhooks.retry_base_s = 0.2
+    settings.webhooks.poll_s = 0.1
     jf = start_job_farm(settings)
     keys = {org: c.headers["Authorization"].removeprefix("Bearer ") for org, c in jf.clients.items()}
     yield BatchFarm(jf, keys)

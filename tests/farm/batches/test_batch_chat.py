@@ -34,3 +34,33 @@ def test_chat_batch_with_poison_and_malformed_line(batch_farm: BatchFarm) -> Non
     assert [e["custom_id"] for e in errs] == ["req-9999"]
     assert "context" in errs[0]["error"]["message"]
     assert done.metadata == {"test": "yes"}
+
+
+def test_validation_reports_lines_before_any_compute(batch_farm: BatchFarm) -> None:
+    ok = chat(1)
+    lines: list[dict[str, object] | str] = [
+        ok,
+        chat(1),  # line 2: duplicate custom_id
+        {**chat(3), "url": "/v1/completions"},  # line 3: wrong endpoint
+        {**chat(4), "body": {"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]}},  # line 4: unknown model
+        "not json",  # line 5
+    ]
+    batch_farm.jf.settings.batch.max_lines = 100
+    # only line 1 could run; make it unrunnable too so no engine starts: a model the registry lacks
+    lines[0] = {**ok, "body": {"model": "nope", "messages": [{"role": "user", "content": "x"}]}}
+    done = batch_farm.wait(batch_farm.submit(lines).id)
+    assert done.status == "completed" and done.request_counts.total == 5 and done.request_counts.failed == 5
+    codes = {e.line: e.code for e in done.errors.data}
+    assert codes == {1: "model_not_found", 2: "duplicate_custom_id", 3: "mismatched_url", 4: "model_not_found", 5: "invalid_json_line"}
+    assert batch_farm.lines(done.output_file_id) == []
+    assert sorted(e["custom_id"] for e in batch_farm.lines(done.error_file_id)) == ["req-1", "req-3", "req-4"]
+    events = batch_farm.jf.clients["a"].get(f"/v1/jobs/{done.job_id}").json()
+    assert events["attempts"] == 1
+
+
+def test_file_over_the_limits_fails_the_batch(batch_farm: BatchFarm) -> None:
+    batch_farm.jf.settings.batch.max_lines = 3
+    done = batch_farm.wait(batch_farm.submit([chat(i) for i in range(5)]).id)
+    assert done.status == "failed" and done.errors.data[0].code == "invalid_file"
+    assert "more than 3 requests" in done.errors.data[0].message
+    assert done.output_file_id is None

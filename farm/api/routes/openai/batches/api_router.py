@@ -45,7 +45,7 @@ def create_batch(body: BatchCreate, principal: Member, session: SessionDep, rt: 
     assert project is not None
     try:
         batch, job = service.create(session, principal, f, project, body.endpoint, body.completion_window, body.metadata,
-                                    rt.settings.dispatch.max_attempts)
+                                    rt.settings.dispatch.max_attempts, rt.settings.batch)
     except service.BatchRequestError as exc:
         raise OpenAIError(400, str(exc), param=exc.param) from None
     return view(session, batch, job)
