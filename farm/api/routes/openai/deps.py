@@ -14,27 +14,61 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from farm import audit
-from farm.accounts import Principal
-from farm.api.deps import Member, RuntimeDep, Viewer
+from farm.accounts import Principal, authenticate
 from farm.api.routes.openai.errors import OpenAIError, retry_after
 from farm.api.routes.openai.state import Generation
 from farm.api.routes.projects import load_project
+from farm.api.runtime import Runtime
 from farm.db import Database
-from farm.db.models import Project
+from farm.db.models import Project, Role
 from farm.ids import new_id
 
 PROJECT_HEADER = "X-Farm-Project"
 
+# The same scheme as the rest of the API (farm.api.deps), resolved here without
+# FastAPI's per-dependency thread hops: these routes are on the latency budget.
+_bearer = HTTPBearer(auto_error=False, description="A farm API key: sk_farm_…")
 
-def get_generation(request: Request) -> Generation:
+
+async def get_generation(request: Request) -> Generation:
     return request.app.state.generation
 
 
+async def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
 GenerationDep = Annotated[Generation, Depends(get_generation)]
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def _authenticate(db: Database, key: str) -> Principal | None:
+    with db.session() as session:
+        return authenticate(session, key)
+
+
+def _principal(role: Role):  # type: ignore[no-untyped-def]
+    async def check(request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+        headers = {"WWW-Authenticate": "Bearer"}
+        if creds is None:
+            raise OpenAIError(401, "missing API key: send 'Authorization: Bearer sk_farm_…'", headers=headers)
+        principal = await run_in_threadpool(_authenticate, request.app.state.runtime.db, creds.credentials)
+        if principal is None:
+            raise OpenAIError(401, "invalid or revoked API key", headers=headers)
+        if not principal.can(role):
+            raise OpenAIError(403, f"this action needs the '{role.value}' role; the key has '{principal.role.value}'")
+        return principal
+
+    return check
+
+
+Member = Annotated[Principal, Depends(_principal(Role.member))]
+Viewer = Annotated[Principal, Depends(_principal(Role.viewer))]
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ routes (auth, validation, rate limit, Serve) and adds the rate-limit headers.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -111,12 +112,16 @@ def from_exception(exc: Exception) -> OpenAIError | None:
 
 
 class OpenAIRoute(APIRoute):
-    """An APIRoute whose errors come out in OpenAI's shape, with rate-limit headers."""
+    """An APIRoute whose errors come out in OpenAI's shape, with rate-limit and Server-Timing headers."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
+            from farm.api.routes.openai.upstream import UPSTREAM_SECONDS
+
+            start = time.perf_counter()
+            UPSTREAM_SECONDS.set(0.0)
             try:
                 response = await handler(request)
             except Exception as exc:
@@ -124,6 +129,10 @@ class OpenAIRoute(APIRoute):
                 if error is None:
                     raise
                 response = error.response()
+            # What the front door itself cost, apart from waiting on Serve (to headers, for streams).
+            upstream = UPSTREAM_SECONDS.get()
+            app = time.perf_counter() - start - upstream
+            response.headers["Server-Timing"] = f"farm;dur={app * 1000:.2f}, serve;dur={upstream * 1000:.2f}"
             decision = getattr(request.state, "ratelimit", None)
             if decision is not None:
                 response.headers["x-ratelimit-limit-requests"] = str(decision.limit)

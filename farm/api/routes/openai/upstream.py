@@ -16,12 +16,21 @@ other upstream failures are a 502, never a hang (timeouts are configured).
 from __future__ import annotations
 
 import json
+import time
+from contextvars import ContextVar
 from typing import Any
 
 import httpx
 
 from farm.api.routes.openai.errors import OpenAIError, retry_after, unavailable
 from farm.settings import ServeSettings
+
+#: Seconds this request spent waiting on Serve (to response headers), for ``Server-Timing``.
+UPSTREAM_SECONDS: ContextVar[float] = ContextVar("upstream_seconds", default=0.0)
+
+
+def _add_upstream(start: float) -> None:
+    UPSTREAM_SECONDS.set(UPSTREAM_SECONDS.get() + time.perf_counter() - start)
 
 
 class ServeClient:
@@ -41,10 +50,13 @@ class ServeClient:
     async def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
         """POST JSON and read the whole answer; an error answer raises :class:`OpenAIError`."""
         url = self.url(path)
+        start = time.perf_counter()
         try:
             response = await self._http.post(url, json=body)
         except httpx.HTTPError as exc:
             raise _transport_error(exc) from None
+        finally:
+            _add_upstream(start)
         if response.status_code >= 400:
             raise upstream_error(response)
         return response
@@ -53,10 +65,13 @@ class ServeClient:
         """POST JSON and return the open response (the caller closes it); errors raise before any byte is relayed."""
         url = self.url(path)
         request = self._http.build_request("POST", url, json=body)
+        start = time.perf_counter()
         try:
             response = await self._http.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise _transport_error(exc) from None
+        finally:
+            _add_upstream(start)
         if response.status_code >= 400:
             try:
                 await response.aread()

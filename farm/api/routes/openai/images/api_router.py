@@ -5,10 +5,9 @@ from __future__ import annotations
 import base64
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Response, UploadFile
 
-from farm.api.deps import RuntimeDep
-from farm.api.routes.openai.deps import GeneratingCaller, GenerationDep
+from farm.api.routes.openai.deps import GeneratingCaller, GenerationDep, RuntimeDep
 from farm.api.routes.openai.errors import SERVE_RESPONSES, OpenAIError, OpenAIRoute
 from farm.api.routes.openai.images.protocol import (
     MAX_N,
@@ -26,7 +25,7 @@ router = APIRouter(tags=["openai"], route_class=OpenAIRoute, responses=SERVE_RES
 
 
 @router.post("/v1/images/generations", response_model=ImagesResponse, response_model_exclude_none=True)
-async def generations(body: ImageGenerationRequest, caller: GeneratingCaller, gen: GenerationDep, rt: RuntimeDep) -> ImagesResponse:
+async def generations(body: ImageGenerationRequest, caller: GeneratingCaller, gen: GenerationDep, rt: RuntimeDep) -> Response:
     """Text to image (`client.images.generate`)."""
     job = ImageJob(
         prompt=body.prompt,
@@ -60,7 +59,7 @@ async def edits(
     guidance_scale: Annotated[float | None, Form(ge=0, le=50)] = None,
     seed: Annotated[int | None, Form(ge=0, le=MAX_SEED)] = None,
     strength: Annotated[float, Form(gt=0, le=1, description="How far from the input image to go")] = 0.75,
-) -> ImagesResponse:
+) -> Response:
     """Image to image (`client.images.edit`): the prompt guides a re-render of the input image."""
     if mask is not None:
         raise OpenAIError(400, "masks are not supported: edits re-render the whole image (image-to-image)", param="mask")

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from fastapi import Response
 from fastapi.concurrency import run_in_threadpool
 
 from farm import assets as asset_service
 from farm.api.routes.openai.deps import Caller, default_project
-from farm.api.routes.openai.images.protocol import ImageData, ImagesResponse, ResponseFormat, parse_size
+from farm.api.routes.openai.images.protocol import ImageData, ResponseFormat, parse_size
 from farm.api.routes.openai.state import Generation
 from farm.api.runtime import Runtime
 from farm.db.models import Project
@@ -59,7 +61,8 @@ class ImageJob:
         return {k: v for k, v in body.items() if v is not None}
 
 
-async def render(gen: Generation, rt: Runtime, caller: Caller, job: ImageJob, endpoint: str) -> ImagesResponse:
+async def render(gen: Generation, rt: Runtime, caller: Caller, job: ImageJob, endpoint: str) -> Response:
+    """The images answer (``ImagesResponse``), serialized here: base64 images pass through as strings."""
     from serve.config import diffusion_route  # farm never imports serve at module load
 
     spec = gen.model(job.model, "diffusion")
@@ -70,9 +73,9 @@ async def render(gen: Generation, rt: Runtime, caller: Caller, job: ImageJob, en
     result = upstream.json()
     images: list[dict[str, Any]] = result["data"]
     if project is not None:
-        data = await run_in_threadpool(_store, rt, caller, project, spec.name, images)
+        data = [d.model_dump(exclude_none=True) for d in await run_in_threadpool(_store, rt, caller, project, spec.name, images)]
     else:
-        data = [ImageData(b64_json=img["b64_png"], seed=img["seed"]) for img in images]
+        data = [{"b64_json": img["b64_png"], "seed": img["seed"]} for img in images]
     gen.usage.record(
         Usage(
             org_id=caller.principal.org_id,
@@ -84,7 +87,8 @@ async def render(gen: Generation, rt: Runtime, caller: Caller, job: ImageJob, en
             replica_seconds=float(result.get("replica_seconds") or 0.0),
         )
     )
-    return ImagesResponse(created=int(time.time()), model=spec.name, data=data)
+    body = {"created": int(time.time()), "model": spec.name, "data": data}
+    return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
 
 
 def _target_project(rt: Runtime, caller: Caller, default_name: str) -> Project:

@@ -8,8 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 
-from farm.api.deps import RuntimeDep
-from farm.api.routes.openai.deps import GenerationDep, ReadingCaller
+from farm.api.routes.openai.deps import GenerationDep, ReadingCaller, RuntimeDep
 from farm.api.routes.openai.errors import ERROR_RESPONSES, OpenAIError, OpenAIRoute
 from farm.api.routes.openai.usage.protocol import UsageReport
 from farm.api.routes.openai.usage.serving import usage_report
