@@ -22,10 +22,22 @@ class DeployError(RuntimeError):
     """The dashboard refused the config, or an application failed to start."""
 
 
-def deploy(dashboard_url: str, config: dict[str, Any], *, timeout: float = 60) -> None:
-    """Hand ``config`` to Serve; returns once accepted (applications start in the background)."""
+def deploy(dashboard_url: str, config: dict[str, Any], *, timeout: float = 120, attempts: int = 3) -> None:
+    """Hand ``config`` to Serve; returns once accepted (applications start in the background).
+
+    The PUT is declarative, so it is safe to repeat: a dashboard that drops the
+    connection (it may, while it starts the Serve controller on a busy machine)
+    is asked again.
+    """
     url = dashboard_url.rstrip("/") + APPLICATIONS
-    response = httpx.put(url, json=config, headers=auth_headers(), timeout=timeout)
+    for attempt in range(1, attempts + 1):
+        try:
+            response = httpx.put(url, json=config, headers=auth_headers(), timeout=timeout)
+            break
+        except (httpx.TransportError, httpx.TimeoutException) as exc:
+            if attempt == attempts:
+                raise DeployError(f"the dashboard at {dashboard_url} did not take the config: {exc!r}") from exc
+            time.sleep(2 * attempt)
     if response.status_code != 200:
         raise DeployError(f"Serve refused the config ({response.status_code}): {response.text[:2000]}")
 
