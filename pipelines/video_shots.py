@@ -28,7 +28,7 @@ from pipelines.stages.backend import run_ray
 from pipelines.stages.detect import DetectorConfig
 from pipelines.stages.find_shots import Detected, Progress, find_shots
 from pipelines.stages.outputs import register
-from pipelines.stages.payloads import Failed, Probed, RenderedShot, ShotTask, Source
+from pipelines.stages.payloads import Failed, Probed, RenderedShot, Shot, ShotTask, Source, StoredFile
 from pipelines.stages.render import RenderShot
 from pipelines.stages.reports import edl, shots_csv, shots_json, timecode
 from pipelines.stages.sheet import contact_sheet
@@ -169,7 +169,7 @@ class Outputs:
                     self._finish(detected[index], sorted(rendered.pop(index, []), key=lambda r: r.task.shot.index))
         self.report.emit(force=True, shots_rendered=count)
 
-    def _task(self, d: Detected, shot: Any) -> ShotTask:
+    def _task(self, d: Detected, shot: Shot) -> ShotTask:
         return ShotTask(
             video=d.probed.video, shot=shot, pts=d.probed.pts_range(shot.start, shot.end),
             keyframes="keyframes" in self.want, clip="clips" in self.want, org_id=self.org_id, project_id=self.project_id,
@@ -192,17 +192,17 @@ class Outputs:
             images = [self._record(f) for f in r.keyframes]
             if images:
                 entry["keyframe_images"] = [{"name": f.name, "asset_id": a} for f, a in zip(r.keyframes, images)]
+            ids += images
             if r.clip is not None:
                 clip_id = self._record(r.clip)
                 entry["clip"] = {"name": r.clip.name, "asset_id": clip_id, "frames": r.clip_frames, "audio": r.clip_has_audio}
-                images.append(clip_id)
+                ids.append(clip_id)
             per_shot[r.task.shot.index] = entry
-            ids += images
         self.ctx.add_results(ids)  # shot by shot first; save_output appends the rest
         if "contact_sheet" in self.want:
             captions = [f"#{s.index:03d}  {timecode(s.start, video.rate)}  ({s.frames} f)" for s in d.shots]
             thumbs = {r.task.shot.index: r.thumbnail for r in renders}
-            title = f"{video.source.name} — {len(d.shots)} shots, {video.width}x{video.height} @ {video.fps:.3g} fps"
+            title = f"{video.source.name}: {len(d.shots)} shots, {video.width}x{video.height} @ {video.fps:.3g} fps"
             sheet = contact_sheet([thumbs.get(s.index) for s in d.shots], captions, title=title)
             self.ctx.save_output(f"{stem}.contact.jpg", sheet)
         detector = {"kind": self.spec.detector, "threshold": detector_config(self.spec).level,
@@ -215,5 +215,5 @@ class Outputs:
             self.ctx.save_output(f"{stem}.edl", edl(video, d.shots))
         self.ctx.item(video.source.index, True)
 
-    def _record(self, stored: Any) -> str:
+    def _record(self, stored: StoredFile) -> str:
         return register(self.ctx.db, self.ctx.store, self.ctx.job_id, stored)

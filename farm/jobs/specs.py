@@ -43,7 +43,7 @@ class VideoShotsSpec(JobSpec):
     )
     min_shot_len: int = Field(default=6, ge=1, le=1_000_000, description="frames; closer boundaries are dropped")
     fades: bool = Field(default=True, description="report fades through black as soft transitions (and split there)")
-    chunk_size: int = Field(default=480, ge=16, le=1_000_000, description="frames per parallel decode chunk (edges move to keyframes)")
+    chunk_size: int = Field(default=240, ge=16, le=1_000_000, description="frames per parallel decode chunk (edges move to keyframes)")
     keyframes_per_shot: int = Field(default=1, ge=1, le=16, description="images per shot, evenly spread; 1 is the middle frame")
     outputs: list[ShotOutput] = Field(default_factory=lambda: list(SHOT_OUTPUTS), description="which outputs to produce")
     clip_crf: int = Field(default=20, ge=0, le=51, description="H.264 quality of the clips (lower is better)")

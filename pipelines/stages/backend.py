@@ -63,7 +63,9 @@ class _Apply:
     """The ``map_batches`` function: stays a plain callable so Ray runs it as tasks on warm workers."""
 
     def __init__(self, stage: Stage[Any, Any]) -> None:
-        self.blob = pickle.dumps(stage)
+        from ray import cloudpickle  # by value where needed: a stage defined in a script still reaches workers
+
+        self.blob = cloudpickle.dumps(stage)
         self.key = hashlib.sha256(self.blob).digest()
 
     def _stage(self) -> Stage[Any, Any]:
@@ -93,7 +95,11 @@ def run_ray(stage: Stage[Any, Any], items: Sequence[Any], *, concurrency: int | 
         return
     import ray.data
 
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    # Each dataset here is one operator: Ray Data's per-operator reservation (half the
+    # cluster by default) would only leave CPUs idle — on 2 CPUs, one task at a time.
+    context.op_resource_reservation_enabled = False
     ds = ray.data.from_items([{COLUMN: pickle.dumps(i)} for i in items], override_num_blocks=len(items))
     ds = ds.map_batches(
         _Apply(stage), batch_size=1, batch_format="numpy", zero_copy_batch=True, concurrency=concurrency,

@@ -41,7 +41,7 @@ class Progress:
 
 
 def find_shots(
-    sources: Sequence[Source], config: DetectorConfig, *, settings: Settings | None = None, chunk_size: int = 480,
+    sources: Sequence[Source], config: DetectorConfig, *, settings: Settings | None = None, chunk_size: int = 240,
     feature_width: int = FEATURE_WIDTH, run: Runner = run_ray,
     on_probed: Callable[[Iterable[Probed], Progress], None] | None = None,
     on_chunk: Callable[[Progress], None] | None = None,
@@ -58,7 +58,8 @@ def find_shots(
     if on_probed is not None:
         on_probed(probed.values(), progress)
     split = SplitByFrame(chunk_size)
-    chunks = [c for p in probed.values() for c in split.process(p)]
+    # Longest first: workers that finish early pick up the short ones, so none idles at the end.
+    chunks = sorted((c for p in probed.values() for c in split.process(p)), key=lambda c: -c.frames)
     features: dict[int, list[ChunkFeatures]] = defaultdict(list)
     for out in run(FrameFeatures(settings, width=feature_width), chunks):
         if isinstance(out, Failed):

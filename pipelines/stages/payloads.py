@@ -102,6 +102,9 @@ class ChunkFeatures:
     intensity: np.ndarray  # float32 mean of R, G, B (0-255), one per frame
     first: np.ndarray  # the first frame's features (HSV, downscaled)
     last: np.ndarray
+    decode_s: float = 0.0  # where the worker's time went, for profiles: decoding and scaling,
+    compute_s: float = 0.0  # the scores,
+    cpu_s: float = 0.0  # and the CPU time the worker process used for the chunk
 
 
 TransitionKind = Literal["cut", "fade"]

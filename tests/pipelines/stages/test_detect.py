@@ -142,4 +142,4 @@ def test_hsv_matches_opencv_scale() -> None:
     np.testing.assert_allclose(h, [0, 60, 120, 0, 0])
     np.testing.assert_allclose(s, [255, 255, 255, 0, 0])
     np.testing.assert_allclose(v, [255, 255, 255, 128, 0])
-    assert feature_size(1920, 1080) == (128, 72) and feature_size(100, 50) == (100, 50)
+    assert feature_size(1920, 1080) == (64, 36) and feature_size(1920, 1080, 128) == (128, 72) and feature_size(40, 30) == (40, 30)
