@@ -20,7 +20,7 @@ DONE = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}
 REPO = Path(__file__).resolve().parents[2]
 
 
-def wait_job(client, job_id: str, timeout: float = 120) -> JobStatus:
+def wait_job(client, job_id: str, timeout: float = 300) -> JobStatus:
     deadline = time.monotonic() + timeout
     while (status := client.get_job_status(job_id)) not in DONE:
         assert time.monotonic() < deadline, f"job {job_id} still {status}"

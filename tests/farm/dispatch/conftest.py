@@ -41,7 +41,7 @@ class JobFarm:
     def job(self, job_id: str, who: str = "a") -> dict[str, Any]:
         return self.clients[who].get(f"/v1/jobs/{job_id}").json()
 
-    def wait(self, job_id: str, until: Callable[[dict[str, Any]], bool], timeout: float = 120, who: str = "a") -> dict[str, Any]:
+    def wait(self, job_id: str, until: Callable[[dict[str, Any]], bool], timeout: float = 300, who: str = "a") -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         job = self.job(job_id, who)
         while time.monotonic() < deadline:
@@ -51,7 +51,7 @@ class JobFarm:
             job = self.job(job_id, who)
         raise AssertionError(f"timed out waiting on job {job_id}: {job}")
 
-    def wait_done(self, job_id: str, timeout: float = 120, who: str = "a") -> dict[str, Any]:
+    def wait_done(self, job_id: str, timeout: float = 300, who: str = "a") -> dict[str, Any]:
         return self.wait(job_id, lambda j: j["state"] in ("succeeded", "failed", "cancelled"), timeout, who)
 
     def restart(self) -> None:
