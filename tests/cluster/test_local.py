@@ -63,7 +63,15 @@ def test_dashboard_requires_the_token(ray_cluster: LocalRayHead) -> None:
 def test_ray_job_runs_and_logs(ray_cluster: LocalRayHead) -> None:
     client = job_client(ray_cluster.dashboard_url)
     code = "import ray; ray.init(); print('farm-ok', int(ray.cluster_resources()['CPU']))"
-    job_id = client.submit_job(entrypoint=f'{sys.executable} -c "{code}"')
+    deadline = time.monotonic() + 120
+    while True:  # right after start, Ray may answer "No available agent to submit job, please try again later"
+        try:
+            job_id = client.submit_job(entrypoint=f'{sys.executable} -c "{code}"')
+            break
+        except RuntimeError as exc:
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
     assert wait_job(client, job_id) == JobStatus.SUCCEEDED, client.get_job_logs(job_id)
     assert "farm-ok 8" in client.get_job_logs(job_id)
 
