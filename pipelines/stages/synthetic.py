@@ -68,7 +68,7 @@ def make_video(
     specs = tuple(s if isinstance(s, ShotSpec) else ShotSpec(s) for s in shots)
     width, height = size
     rng = np.random.default_rng(seed)
-    noise = [rng.normal(0, grain, (height, width, 1)).astype(np.float32) for _ in range(7)] if grain else []
+    noise = [np.round(rng.normal(0, grain, (height, width, 1))).astype(np.int16) for _ in range(7)] if grain else []
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part" + path.suffix)
     with av.open(str(tmp), "w") as out:
@@ -101,22 +101,22 @@ def _shot_frames(k: int, spec: ShotSpec, size: tuple[int, int], rng: np.random.G
     yy, xx = np.mgrid[0:height, 0:span].astype(np.float32)
     fx, fy, phase = rng.uniform(0.01, 0.04), rng.uniform(0.01, 0.05), rng.uniform(0, 6.28)
     mix = (0.5 + 0.25 * np.sin(xx * fx + phase) + 0.25 * np.sin(yy * fy + xx * fx * 0.3))[..., None]
-    canvas = base * mix + other * (1 - mix)
+    canvas = np.clip(base * mix + other * (1 - mix), 0, 255).astype(np.uint8)
     box = max(8, height // 5)
-    square = 255 - base
+    square = (255 - base).astype(np.uint8)
     for i in range(spec.frames):
         x0 = i * speed
-        img = canvas[:, x0 : x0 + width].copy()
+        img = canvas[:, x0 : x0 + width].copy()  # uint8 throughout: a 1080p frame costs a few ms
         if not spec.static:
             cx = int((i / max(1, spec.frames - 1)) * (width - box))
             cy = int((height - box) * (0.5 + 0.3 * np.sin(i / 5 + k)))
             img[cy : cy + box, cx : cx + box] = square
         if noise:
-            img += noise[(i + k) % len(noise)]
+            img = np.clip(img + noise[(i + k) % len(noise)], 0, 255).astype(np.uint8)
         level = _fade_level(i, spec)
         if level < 1:
-            img *= level
-        yield np.clip(img, 0, 255).astype(np.uint8)
+            img = (img * np.float32(level)).astype(np.uint8)
+        yield img
 
 
 def _fade_level(i: int, spec: ShotSpec) -> float:
