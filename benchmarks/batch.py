@@ -513,6 +513,20 @@ def ratio(a: Side | None, b: Side | None, span: str) -> float:
     return a.rate(span) / b.rate(span) if a and b and a.ok and b.ok else float("nan")
 
 
+def own_cpu(side: Side, window: str) -> float:
+    """CPU-seconds of the side's own processes (all but OTHERS) in one of its windows."""
+    used, _ = side.extra.get("cpu", {}).get(window, ({}, 0.0))
+    return sum(v for k, v in used.items() if k != OTHERS)
+
+
+def per_cpu(side: Side | None, window: str) -> float:
+    """Output tokens per CPU-second of the side's own processes while it generated."""
+    if side is None or not side.ok:
+        return float("nan")
+    cpu = own_cpu(side, window)
+    return side.tokens / cpu if cpu > 0 else float("nan")
+
+
 def report(out: Any, args: argparse.Namespace, sides: dict[str, Side], mem: dict[str, RunnerMemory],
            loads: list[tuple[str, float]], took: float) -> None:
     from rich.table import Table
@@ -552,7 +566,14 @@ def report(out: Any, args: argparse.Namespace, sides: dict[str, Side], mem: dict
         met = "[green]met" if r >= 0.8 else "[red]missed"
         ratios.add_row(label, f"×{r:.2f}", f"≥ ×0.80 {met}", f"×{ratio(f, hf, span):.2f}" if with_hf else "–",
                        f"×{ratio(v, hf, span):.2f}" if with_hf else "–")
+    for label, f, v in (("tokens per own CPU-second while generating, N", farm_n, vllm),
+                        (f"tokens per own CPU-second while generating, {args.big:,}", farm_big, vllm_big)):
+        if f is not None and v is not None:
+            a, b = per_cpu(f, "generation"), per_cpu(v, "generate")
+            ratios.add_row(label, f"×{a / b:.2f}", f"{a:,.0f} vs {b:,.0f} tok/CPU-s", "–", "–")
     out.print(ratios)
+    out.print("own CPU: every process of the side (farm: the Ray head's tree and this process; vLLM: its subprocess tree and this "
+              "process), i.e. the machine's busy time less other users'; less sensitive to their load than wall time")
 
     runs = [s for s in (farm_n, farm_big) if s is not None and s.ok]
     phases = Table(title="where the farm's time goes")
@@ -595,6 +616,7 @@ def report(out: Any, args: argparse.Namespace, sides: dict[str, Side], mem: dict
             cells.append(f"{used.get(group, 0.0):.1f} ({used.get(group, 0.0) / total:.0%})" if total else "–")
         if any(c[:3] not in ("0.0", "–") for c in cells):
             cpu.add_row(group, *cells)
+    cpu.add_row("[bold]own (all but everything else)", *[f"{sum(v for k, v in u.items() if k != OTHERS):.1f}" for _, (u, _) in windows])
     cpu.add_row("[bold]all", *[f"{sum(u.values()):.1f}" for _, (u, _) in windows])
     out.print(cpu)
 
