@@ -15,34 +15,74 @@ from typing import Any
 from pipelines.batch_common import BatchRun, error_line, output_line, ray_init, run_batch
 from pipelines.context import JobContext
 
+BATCH_ROWS = 32  # rows per engine call
+BLOCK_ROWS = 4 * BATCH_ROWS  # rows per Ray Data block, one engine task each
 SAMPLING_KEYS = ("temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty")
 
 
+def max_tokens(body: dict[str, Any]) -> int:
+    return int(body.get("max_completion_tokens") or body.get("max_tokens") or 16)
+
+
 def sampling_params(body: dict[str, Any]) -> dict[str, Any]:
-    params = {k: body[k] for k in SAMPLING_KEYS if body.get(k) is not None}
-    params["max_tokens"] = int(body.get("max_completion_tokens") or body.get("max_tokens") or 16)
+    params: dict[str, Any] = {k: body[k] for k in SAMPLING_KEYS if body.get(k) is not None}
+    params["max_tokens"] = max_tokens(body)
+    params["output_kind"] = FinalOnly()
     return params
+
+
+def _final_only() -> Any:
+    from vllm.sampling_params import RequestOutputKind
+
+    return RequestOutputKind.FINAL_ONLY
+
+
+class FinalOnly:
+    """vLLM's ``RequestOutputKind.FINAL_ONLY``, named without importing vLLM where requests are built.
+
+    ray.data.llm streams every request from vLLM's async engine and keeps
+    only the finished output; with the default (cumulative) kind the engine
+    builds an output and wakes the request's coroutine once per token, which
+    cost the engine's front end 3–4× the CPU of bare ``LLM.generate`` (that
+    uses FINAL_ONLY). The enum only exists once vLLM is imported, so the
+    request carries this stand-in, which unpickles as the enum inside the
+    engine's actor. Arrow has no type for it: Ray Data keeps the
+    ``sampling_params`` column as pickled objects (it logs so once per worker).
+    """
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return _final_only, ()
+
+
+def pending_requests(engine_kwargs: dict[str, Any]) -> int:
+    """Requests handed to vLLM at once: enough queued that a finished sequence is replaced at once.
+
+    ray.data.llm's default (1.1 × max_num_seqs) leaves the scheduler short of
+    work whenever several sequences finish in one step; bare ``LLM.generate``
+    queues everything. Four times the batch keeps it full without holding the
+    whole file in the engine.
+    """
+    return 4 * int(engine_kwargs.get("max_num_seqs") or 256)
 
 
 def _preprocess_chat(row: dict[str, Any]) -> dict[str, Any]:
     body = json.loads(row["body"])
     return {"line": row["line"], "custom_id": row["custom_id"], "served_model": body["model"],
-            "messages": body["messages"], "sampling_params": sampling_params(body)}
+            "messages": body["messages"], "sampling_params": sampling_params(body), "max_tokens": max_tokens(body)}
 
 
 def _preprocess_completion(row: dict[str, Any]) -> dict[str, Any]:
     body = json.loads(row["body"])
     return {"line": row["line"], "custom_id": row["custom_id"], "served_model": body["model"],
-            "prompt": body["prompt"], "sampling_params": sampling_params(body)}
+            "prompt": body["prompt"], "sampling_params": sampling_params(body), "max_tokens": max_tokens(body)}
 
 
 def _postprocess(row: dict[str, Any]) -> dict[str, Any]:
-    params = row.get("sampling_params") or {}
     return {
         "line": int(row["line"]), "custom_id": row["custom_id"], "model": row["served_model"],
         "text": row.get("generated_text") or "", "error": row.get("__inference_error__") or None,
         "prompt_tokens": int(row.get("num_input_tokens") or 0), "completion_tokens": int(row.get("num_generated_tokens") or 0),
-        "max_tokens": int(params.get("max_tokens", 16)) if isinstance(params, dict) else 16,
+        "max_tokens": int(row.get("max_tokens") or 16),
     }
 
 
@@ -79,15 +119,26 @@ def run(ctx: JobContext) -> None:
         from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
         ray_init()
-        ds = ray.data.read_json(f"local://{requests}", lines=True)
+        # One file reads as one block, and ray.data.llm works a block as one task: a few
+        # large blocks leave the engine with a few batches in flight (each waits for its
+        # slowest request) and hold every result until a whole block is done. Small
+        # blocks keep max_concurrent_batches batches in flight and stream results back.
+        ds = ray.data.read_json(f"local://{requests}", lines=True).repartition(target_num_rows_per_block=BLOCK_ROWS)
         used = {json.loads(json.loads(line)["body"])["model"] for line in requests.open()}
         # one model per batch is the common case; several run one after another
         for name in sorted(used):
             spec = registry.get(name)
             chat = batch.batch.endpoint == "/v1/chat/completions"
             config = vLLMEngineProcessorConfig(
-                model_source=spec.source, engine_kwargs=dict(spec.engine_kwargs), batch_size=32, concurrency=1,
+                # Progress and usage come from the farm's own records; vLLM's per-step stats and
+                # their export to Ray's metrics cost the engine's front end CPU for nothing here.
+                model_source=spec.source, engine_kwargs={"disable_log_stats": True, **spec.engine_kwargs},
+                log_engine_metrics=False, batch_size=BATCH_ROWS, concurrency=1,
                 should_continue_on_error=True, chat_template_stage=chat,
+                # vLLM tokenizes and detokenizes in its own front end, as bare LLM.generate
+                # does; the separate Ray Data stages only cost a worker each and a copy.
+                tokenize_stage=False, detokenize_stage=False,
+                max_pending_requests=pending_requests(spec.engine_kwargs),
                 accelerator_type=spec.accelerator_type,
                 placement_group_config={"bundles": [{"CPU": 1, **({"GPU": spec.gpus} if spec.gpus else {})}]},
             )

@@ -31,6 +31,7 @@ def test_chat_batch_with_poison_and_malformed_line(batch_farm: BatchFarm) -> Non
     body = first["response"]["body"]
     assert first["response"]["status_code"] == 200 and body["object"] == "chat.completion"
     assert body["usage"]["completion_tokens"] == 4 and body["usage"]["prompt_tokens"] > 0
+    assert body["choices"][0]["finish_reason"] == "length"  # stopped by its own max_tokens (4)
     assert [e["custom_id"] for e in errs] == ["req-9999"]
     assert "context" in errs[0]["error"]["message"]
     assert done.metadata == {"test": "yes"}
