@@ -27,31 +27,7 @@ def max_tokens(body: dict[str, Any]) -> int:
 def sampling_params(body: dict[str, Any]) -> dict[str, Any]:
     params: dict[str, Any] = {k: body[k] for k in SAMPLING_KEYS if body.get(k) is not None}
     params["max_tokens"] = max_tokens(body)
-    params["output_kind"] = FinalOnly()
     return params
-
-
-def _final_only() -> Any:
-    from vllm.sampling_params import RequestOutputKind
-
-    return RequestOutputKind.FINAL_ONLY
-
-
-class FinalOnly:
-    """vLLM's ``RequestOutputKind.FINAL_ONLY``, named without importing vLLM where requests are built.
-
-    ray.data.llm streams every request from vLLM's async engine and keeps
-    only the finished output; with the default (cumulative) kind the engine
-    builds an output and wakes the request's coroutine once per token, which
-    cost the engine's front end 3–4× the CPU of bare ``LLM.generate`` (that
-    uses FINAL_ONLY). The enum only exists once vLLM is imported, so the
-    request carries this stand-in, which unpickles as the enum inside the
-    engine's actor. Arrow has no type for it: Ray Data keeps the
-    ``sampling_params`` column as pickled objects (it logs so once per worker).
-    """
-
-    def __reduce__(self) -> tuple[Any, tuple[()]]:
-        return _final_only, ()
 
 
 def pending_requests(engine_kwargs: dict[str, Any]) -> int:
