@@ -10,5 +10,10 @@ demo: setup
 test: setup
 	.venv/bin/python -m pytest -q -ra
 
+# Every benchmark in turn (about 20 minutes on 2 cores); see benchmarks/README.md.
 bench: setup
-	.venv/bin/python benchmarks/upload_memory.py
+	.venv/bin/python benchmarks/shots.py
+	.venv/bin/python benchmarks/serving.py
+	.venv/bin/python benchmarks/batch.py
+	.venv/bin/python benchmarks/diffusion_engine.py
+	.venv/bin/python benchmarks/dispatch.py --jobs 40 --rounds 2
