@@ -15,6 +15,8 @@ P = TypeVar("P", bound=BaseModel)
 
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size")]
 Cursor = Annotated[str | None, Query(max_length=64, pattern=r"^[a-z]{2,8}_[0-9a-f]{28}$", description="next_cursor of the previous page")]
+# OpenAI-style lists (files, batches) page with the id of the last object seen instead.
+AfterId = Annotated[str | None, Query(max_length=64, pattern=r"^[a-z]{2,8}_[0-9a-f]{28}$", description="last_id of the previous page")]
 
 
 def paginate(

@@ -88,3 +88,13 @@ def test_malformed_ids_are_plain_404(farm: Farm) -> None:
     for path in ("/v1/projects/nope", "/v1/assets/../../etc", "/v1/keys/key_zz", "/v1/assets/%00"):
         r = farm.call("GET", path)
         assert r.status_code == 404, path
+
+
+def test_list_cursors_must_be_ids(farm: Farm) -> None:
+    """A bad `after` is the caller's mistake (400 naming it), never a database error."""
+    for path in ("/v1/files", "/v1/batches"):
+        for after in ("\x00", "nope", "batch_" + "0" * 28 + "'"):
+            r = farm.call("GET", path, params={"after": after})
+            assert r.status_code == 400, (path, after, r.text)
+            assert r.json()["error"]["param"] == "after", r.text
+        assert farm.call("GET", path, params={"after": "batch_" + "0" * 28}).status_code == 200

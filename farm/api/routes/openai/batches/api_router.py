@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from farm.accounts import Principal
 from farm.api.deps import Member, RuntimeDep, SessionDep, Viewer, well_formed
+from farm.api.pagination import AfterId
 from farm.api.routes.openai.batches.protocol import BatchCreate, BatchList, BatchObject
 from farm.api.routes.openai.errors import ERROR_RESPONSES, OpenAIError, OpenAIRoute
 from farm.api.routes.openai.files.api_router import load_file
@@ -56,7 +57,7 @@ def list_batches(
     principal: Viewer,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    after: Annotated[str | None, Query(max_length=64)] = None,
+    after: AfterId = None,
 ) -> BatchList:
     stmt = select(Batch).where(Batch.org_id == principal.org_id)
     if after:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from farm.accounts import Principal
 from farm.api.deps import Member, RuntimeDep, SessionDep, StoreDep, Viewer, well_formed
+from farm.api.pagination import AfterId
 from farm.api.routes.openai.deps import PROJECT_HEADER, ProjectHeader, default_project
 from farm.api.routes.openai.errors import ERROR_RESPONSES, OpenAIError, OpenAIRoute
 from farm.api.routes.openai.files.protocol import FileDeleted, FileList, FileObject
@@ -70,7 +71,7 @@ def list_files(
     session: SessionDep,
     purpose: Annotated[Literal["batch", "batch_output", "batch_error", "user_data"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
-    after: Annotated[str | None, Query(max_length=64)] = None,
+    after: AfterId = None,
 ) -> FileList:
     stmt = select(File).where(File.org_id == principal.org_id)
     if purpose:
