@@ -17,7 +17,8 @@ from farm.db.models import Role
 from farm.storage import ObjectStore
 
 _bearer = HTTPBearer(auto_error=False, description="A farm API key: sk_farm_…")
-ID_RE = re.compile(r"^[a-z]{2,8}_[0-9a-f]{28}$")
+ID_PATTERN = r"^[a-z]{2,8}_[0-9a-f]{28}$"  # every public id: prefix, then a time-ordered hex
+ID_RE = re.compile(ID_PATTERN)
 
 
 def get_runtime(request: Request) -> Runtime:

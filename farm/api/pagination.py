@@ -9,14 +9,15 @@ from pydantic import BaseModel
 from sqlalchemy import Select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from farm.api.deps import ID_PATTERN
 from farm.api.schemas import Page
 
 P = TypeVar("P", bound=BaseModel)
 
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size")]
-Cursor = Annotated[str | None, Query(max_length=64, pattern=r"^[a-z]{2,8}_[0-9a-f]{28}$", description="next_cursor of the previous page")]
+Cursor = Annotated[str | None, Query(max_length=64, pattern=ID_PATTERN, description="next_cursor of the previous page")]
 # OpenAI-style lists (files, batches) page with the id of the last object seen instead.
-AfterId = Annotated[str | None, Query(max_length=64, pattern=r"^[a-z]{2,8}_[0-9a-f]{28}$", description="last_id of the previous page")]
+AfterId = Annotated[str | None, Query(max_length=64, pattern=ID_PATTERN, description="last_id of the previous page")]
 
 
 def paginate(

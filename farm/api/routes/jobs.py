@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from farm.accounts import Principal
-from farm.api.deps import Member, RuntimeDep, SessionDep, Viewer, well_formed
+from farm.api.deps import ID_PATTERN, Member, RuntimeDep, SessionDep, Viewer, well_formed
 from farm.api.errors import ERROR_RESPONSES, ApiError, not_found
 from farm.api.pagination import Cursor, Limit, paginate_map
 from farm.api.routes.projects import load_project
@@ -78,7 +78,7 @@ def list_jobs(
     cursor: Cursor = None,
     state: StateFilter = None,
     kind: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z0-9_.]+$")] = None,
-    project_id: Annotated[str | None, Query(max_length=64)] = None,
+    project_id: Annotated[str | None, Query(max_length=64, pattern=ID_PATTERN)] = None,
 ) -> Page[JobPublic]:
     stmt = select(Job).where(Job.org_id == principal.org_id)
     if state:

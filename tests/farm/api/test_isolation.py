@@ -98,3 +98,5 @@ def test_list_cursors_must_be_ids(farm: Farm) -> None:
             assert r.status_code == 400, (path, after, r.text)
             assert r.json()["error"]["param"] == "after", r.text
         assert farm.call("GET", path, params={"after": "batch_" + "0" * 28}).status_code == 200
+    r = farm.call("GET", "/v1/jobs", params={"project_id": "\x00"})
+    assert r.status_code == 422 and "project_id" in r.text, r.text
