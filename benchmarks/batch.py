@@ -20,11 +20,13 @@ vLLM
     ``vllm.LLM(model, **DEMO_LLM_ENGINE_KWARGS)`` in a subprocess (vLLM spawns
     its engine core), then ``generate`` on the N prompts, then on the big
     batch's prompts with the same engine. Prompts are rendered as
-    ``ray.data.llm`` renders them: the tokenizer's chat template
-    (``tokenize=False``, ``add_generation_prompt=True``), then
-    ``tokenizer(prompt)``, which adds a second BOS after the template's own
-    exactly as the farm's tokenize stage does (the prompt token totals
-    printed for both sides show they match).
+    ``ray.data.llm``'s chat template stage renders them (the tokenizer's chat
+    template, ``tokenize=False``, ``add_generation_prompt=True``) and passed
+    as text, so vLLM tokenizes them inside ``generate`` exactly as it does
+    inside the farm's engine actor: ``tokenizer(prompt)``, which adds a second
+    BOS after the template's own (the prompt token totals printed for both
+    sides show they match). Rendering the template stays outside the timer,
+    which favours vLLM slightly.
 Hugging Face
     ``AutoModelForCausalLM.generate`` in a subprocess on the same token ids,
     greedy, in left-padded batches of ``--hf-batch`` prompts sorted by length
@@ -132,36 +134,59 @@ def model_path() -> Path:
     return build_demo_models(cache)[MODEL]
 
 
-def render(tokenizer: Any, texts: list[str]) -> list[list[int]]:
-    """Token ids as ray.data.llm's ChatTemplate and Tokenize stages make them."""
-    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": t}], tokenize=False, add_generation_prompt=True) for t in texts]
-    return [list(ids) for ids in tokenizer(prompts)["input_ids"]]
+def render(tokenizer: Any, texts: list[str]) -> list[str]:
+    """Prompts as ray.data.llm's ChatTemplate stage renders them: the template applied, not yet tokenized."""
+    return [tokenizer.apply_chat_template([{"role": "user", "content": t}], tokenize=False, add_generation_prompt=True) for t in texts]
+
+
+def token_ids(tokenizer: Any, texts: list[str]) -> list[list[int]]:
+    """Token ids as vLLM makes them from a rendered prompt (``tokenizer(prompt)``, which adds a second BOS)."""
+    return [list(ids) for ids in tokenizer(render(tokenizer, texts))["input_ids"]]
 
 
 # --- the subprocess peers ----------------------------------------------------------------
 
 
-def worker_vllm(model: str, texts: list[str], max_tokens: int, big: int) -> dict[str, Any]:
+# A process that keeps `duty` of one core busy in 10 ms periods; the marker names it in the CPU table.
+HOG = "# co-load\nimport sys, time\nd = float(sys.argv[1])\nwhile True:\n t = time.perf_counter()\n while time.perf_counter() - t < d / 100: pass\n time.sleep((1 - d) / 100)\n"
+
+
+def co_load(cores: float) -> list[subprocess.Popen[bytes]]:
+    """Busy processes that use `cores` CPU-seconds per second between them, as the farm's own processes do."""
+    hogs = []
+    while cores > 0.01:
+        duty = min(cores, 1.0)
+        hogs.append(subprocess.Popen([sys.executable, "-c", HOG, f"{duty:.3f}"]))
+        cores -= duty
+    return hogs
+
+
+def worker_vllm(model: str, texts: list[str], max_tokens: int, big: int, load: float = 0.0) -> dict[str, Any]:
     from transformers import AutoTokenizer
     from vllm import LLM, SamplingParams
-    from vllm.inputs import TokensPrompt
 
     from serve.registry import DEMO_LLM_ENGINE_KWARGS
 
-    ids = render(AutoTokenizer.from_pretrained(model), texts)
-    r: dict[str, Any] = {"imported": time.time(), "prompt_tokens": sum(map(len, ids))}
+    # Text prompts: vLLM tokenizes inside generate, as it does inside the farm's engine
+    # actor, so tokenizing is timed on both sides.
+    prompts = render(AutoTokenizer.from_pretrained(model), texts)
+    r: dict[str, Any] = {"imported": time.time()}
     llm = LLM(model=model, **DEMO_LLM_ENGINE_KWARGS)
     r["engine_ready"] = time.time()
     params = SamplingParams(max_tokens=max_tokens, temperature=0)
-    outs = llm.generate([TokensPrompt(prompt_token_ids=x) for x in ids], params, use_tqdm=False)
+    outs = llm.generate(prompts, params, use_tqdm=False)
     r["done"] = time.time()
     r["counts"] = [len(o.outputs[0].token_ids) for o in outs]
+    r["prompt_tokens"] = sum(len(o.prompt_token_ids or ()) for o in outs)
     if big:
-        big_ids = cycled(ids, big)  # type: ignore[arg-type]
-        outs = llm.generate([TokensPrompt(prompt_token_ids=x) for x in big_ids], params, use_tqdm=False)
+        hogs = co_load(load)
+        r["big_start"] = time.time()
+        outs = llm.generate(cycled(prompts, big), params, use_tqdm=False)
         r["big_done"] = time.time()
+        for hog in hogs:
+            hog.kill()
         r["big_counts"] = [len(o.outputs[0].token_ids) for o in outs]
-        r["big_prompt_tokens"] = sum(map(len, big_ids))
+        r["big_prompt_tokens"] = sum(len(o.prompt_token_ids or ()) for o in outs)
     return r
 
 
@@ -170,7 +195,7 @@ def worker_hf(model: str, texts: list[str], max_tokens: int, batch: int) -> dict
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model)
-    ids = render(tok, texts)
+    ids = token_ids(tok, texts)
     r: dict[str, Any] = {"imported": time.time(), "prompt_tokens": sum(map(len, ids)), "threads": torch.get_num_threads()}
     lm = AutoModelForCausalLM.from_pretrained(model, dtype="auto").eval()  # bf16 from the config, as vLLM runs it
     r["engine_ready"] = time.time()
@@ -223,7 +248,7 @@ GROUPS = (
     ("pipelines.run", "runner = Ray Job driver (validation, Ray Data driver, part files, items)"),
     ("VLLM::", ENGINE), ("spawn_main", ENGINE),
     ("vLLMEngineStageUDF", FRONT), ("--worker vllm", FRONT),
-    ("--worker hf", "Hugging Face process"),
+    ("--worker hf", "Hugging Face process"), ("# co-load", "synthetic co-load (bare vLLM + the farm's co-load only)"),
     *((key, STAGES) for key in ("ChatTemplateUDF", "TokenizeUDF", "DetokenizeUDF", "ReadPandasJSON", "Filter", "_postprocess")),
 )
 RAY = "Ray itself (raylet, GCS, dashboard, agents, job supervisor, Ray Data's helper actors, idle workers)"
@@ -245,12 +270,24 @@ class CpuProfile(threading.Thread):
         self.roots = roots
         self.stop = threading.Event()
         self.snaps: list[tuple[float, dict[str, float]]] = []
+        self.ray_snaps: list[dict[str, float]] = []  # Ray itself, per process name, beside each snap
         self.engine_init_seen = False
         self.engine_ready: float | None = None  # the vLLM actor's title lost its ".__init__"
 
     @staticmethod
     def group(cmdline: str) -> str:
         return next((g for key, g in GROUPS if key in cmdline), RAY)
+
+    @staticmethod
+    def short(cmdline: str) -> str:
+        """A Ray process's name: its executable or script, or the actor/task a worker runs."""
+        words = cmdline.split()
+        if not words:
+            return "?"
+        if words[0].startswith("ray::"):
+            return words[0]
+        script = next((w for w in words[1:] if w.endswith(".py")), None)
+        return Path(script or words[0]).name
 
     def run(self) -> None:
         import psutil
@@ -259,6 +296,7 @@ class CpuProfile(threading.Thread):
         known: dict[int, psutil.Process] = {me.pid: me}
         last: dict[int, float] = {}
         acc: dict[str, float] = {}
+        ray_acc: dict[str, float] = {}
         busy = lambda c: sum(c) - c.idle - getattr(c, "iowait", 0.0)  # noqa: E731
         machine0 = busy(psutil.cpu_times())
         first = True
@@ -288,9 +326,13 @@ class CpuProfile(threading.Thread):
                 before = last.get(pid, used if first else 0.0)  # new processes count from 0
                 last[pid] = used
                 acc[label] = acc.get(label, 0.0) + max(0.0, used - before)
+                if label == RAY:
+                    name = self.short(cmdline)
+                    ray_acc[name] = ray_acc.get(name, 0.0) + max(0.0, used - before)
             snap = dict(acc)
             snap[OTHERS] = max(0.0, busy(psutil.cpu_times()) - machine0 - sum(acc.values()))
             self.snaps.append((time.time(), snap))
+            self.ray_snaps.append(dict(ray_acc))
             first = False
             if self.stop.wait(CPU_PERIOD_S):
                 return
@@ -303,16 +345,25 @@ class CpuProfile(threading.Thread):
         t1, end = next(((t, s) for t, s in self.snaps if t >= b), self.snaps[-1])
         return {k: end.get(k, 0.0) - start.get(k, 0.0) for k in end}, t1 - t0
 
+    def ray_between(self, a: float | None, b: float | None) -> dict[str, float]:
+        """CPU-seconds of Ray's own processes, by name, over the same span as `between`."""
+        if a is None or b is None or not self.snaps:
+            return {}
+        i = next((i for i in reversed(range(len(self.snaps))) if self.snaps[i][0] <= a), 0)
+        j = next((j for j in range(len(self.snaps)) if self.snaps[j][0] >= b), len(self.snaps) - 1)
+        start, end = self.ray_snaps[i], self.ray_snaps[j]
+        return {k: end.get(k, 0.0) - start.get(k, 0.0) for k in end}
+
 
 # --- the peers, run as subprocesses --------------------------------------------------------------
 
 
-def run_peer(kind: str, texts: list[str], model: Path, args: argparse.Namespace, logdir: Path) -> list[Side]:
+def run_peer(kind: str, texts: list[str], model: Path, args: argparse.Namespace, logdir: Path, load: float = 0.0) -> list[Side]:
     prompts = logdir / "prompts.json"
     prompts.write_text(json.dumps(texts))
     log = logdir / f"{kind}.log"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--model", str(model), "--prompts", str(prompts),
-           "--max-tokens", str(args.max_tokens), "--hf-batch", str(args.hf_batch), "--big", str(args.big if kind == "vllm" else 0)]
+           "--max-tokens", str(args.max_tokens), "--hf-batch", str(args.hf_batch), "--big", str(args.big if kind == "vllm" else 0), "--co-load", f"{load:.3f}"]
     spawned = time.time()
     with log.open("w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO)
@@ -322,6 +373,8 @@ def run_peer(kind: str, texts: list[str], model: Path, args: argparse.Namespace,
         cpu.stop.set()
         cpu.join()
     name = "bare vLLM LLM.generate" if kind == "vllm" else f"HF generate (batch {args.hf_batch})"
+    if load:
+        name += f" + {load:.2f} cores of co-load"
     lines = [x for x in log.read_text().splitlines() if x.startswith("BENCH_RESULT ")]
     if code != 0 or not lines:
         tail = "\n".join(log.read_text().splitlines()[-30:])
@@ -337,10 +390,10 @@ def run_peer(kind: str, texts: list[str], model: Path, args: argparse.Namespace,
     sides = [side]
     if "big_counts" in r:
         counts = r["big_counts"]
-        gen = r["big_done"] - r["done"]
+        gen = r["big_done"] - r["big_start"]
         big = Side(f"{name} ({len(counts):,}) *", len(counts), sum(counts), sum(c == args.max_tokens for c in counts), r["big_prompt_tokens"],
                    end_to_end=start + gen, in_runner=load + gen, steady=gen, steady_tokens=sum(counts))
-        big.extra["cpu"] = {"generate": cpu.between(r["done"], r["big_done"])}
+        big.extra["cpu"] = {"generate": cpu.between(r["big_start"], r["big_done"])}
         sides.append(big)
     return sides
 
@@ -468,6 +521,7 @@ class FarmSide:
         x = side.extra
         x["rss_first_items"] = memory.at(x["first_item"])
         x["cpu"] = {"start-up": cpu.between(x["in_progress"], x["engine_ready"]), "generation": cpu.between(x["engine_ready"], x["last_item"])}
+        x["ray_cpu"] = cpu.ray_between(x["engine_ready"], x["last_item"])
         if batch.request_counts.failed:  # type: ignore[union-attr]
             side.ok, side.note = False, f"{batch.request_counts.failed} requests failed"  # type: ignore[union-attr]
         return side, memory
@@ -503,6 +557,17 @@ class FarmSide:
 
 
 # --- report ------------------------------------------------------------------------------------
+
+
+def extra_load(farm: Side, bare: Side | None) -> float:
+    """Cores the farm's own processes (all but the engine) kept busy while generating, beyond bare vLLM's own."""
+    if not farm.ok or bare is None or not bare.ok:
+        return 0.0
+
+    def cores(used: dict[str, float], wall: float) -> float:
+        return sum(v for k, v in used.items() if k not in (ENGINE, OTHERS)) / wall
+
+    return max(0.0, cores(*farm.extra["cpu"]["generation"]) - cores(*bare.extra["cpu"]["generate"]))
 
 
 def mib(n: int) -> str:
@@ -566,6 +631,12 @@ def report(out: Any, args: argparse.Namespace, sides: dict[str, Side], mem: dict
         met = "[green]met" if r >= 0.8 else "[red]missed"
         ratios.add_row(label, f"×{r:.2f}", f"≥ ×0.80 {met}", f"×{ratio(f, hf, span):.2f}" if with_hf else "–",
                        f"×{ratio(v, hf, span):.2f}" if with_hf else "–")
+    loaded = sides.get("vllm co-load")
+    if farm_big is not None and vllm_big is not None and loaded is not None and loaded.ok:
+        ratios.add_row(f"steady state, {args.big:,}: bare vLLM beside the farm's co-load / bare vLLM", f"×{ratio(loaded, vllm_big, 'steady'):.2f}",
+                       "(diagnostic)", "–", "–")
+        ratios.add_row(f"steady state, {args.big:,}: farm / bare vLLM beside the farm's co-load", f"×{ratio(farm_big, loaded, 'steady'):.2f}",
+                       "(diagnostic)", "–", "–")
     for label, f, v in (("tokens per own CPU-second while generating, N", farm_n, vllm),
                         (f"tokens per own CPU-second while generating, {args.big:,}", farm_big, vllm_big)):
         if f is not None and v is not None:
@@ -604,6 +675,7 @@ def report(out: Any, args: argparse.Namespace, sides: dict[str, Side], mem: dict
     windows = [(f"farm {s.requests:,}: {w}", s.extra["cpu"][w]) for s in runs for w in ("start-up", "generation")]
     windows += [(f"bare vLLM: {w}", vllm.extra["cpu"][w]) for w in ("start-up", "generate") if vllm is not None and vllm.ok]
     windows += [(f"bare vLLM {s.requests:,}: generate", s.extra["cpu"]["generate"]) for s in (vllm_big,) if s is not None and s.ok]
+    windows += [(f"bare vLLM {s.requests:,} + co-load", s.extra["cpu"]["generate"]) for s in (sides.get("vllm co-load"),) if s is not None and s.ok]
     cpu = Table(title=f"CPU-seconds by process group (share of all the machine's busy time), sampled every {CPU_PERIOD_S} s; "
                       f"{os.cpu_count()} cores give {os.cpu_count()} CPU-s per second")
     cpu.add_column("process group", max_width=48)
@@ -619,6 +691,11 @@ def report(out: Any, args: argparse.Namespace, sides: dict[str, Side], mem: dict
     cpu.add_row("[bold]own (all but everything else)", *[f"{sum(v for k, v in u.items() if k != OTHERS):.1f}" for _, (u, _) in windows])
     cpu.add_row("[bold]all", *[f"{sum(u.values()):.1f}" for _, (u, _) in windows])
     out.print(cpu)
+    for s in runs:
+        top = sorted(s.extra.get("ray_cpu", {}).items(), key=lambda kv: -kv[1])[:8]
+        if top:
+            out.print(f"Ray itself while the farm generates {s.requests:,} requests, CPU-s: "
+                      + ", ".join(f"{name} {v:.1f}" for name, v in top))
 
     if farm_n is not None and farm_big is not None and farm_n.ok and farm_big.ok:
         small, big = mem["farm"], mem["farm big"]
@@ -648,7 +725,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=16, help="max_tokens of every request (default 16)")
     parser.add_argument("--hf-batch", type=int, default=256, help="prompts per Hugging Face generate call (default 256)")
     parser.add_argument("--timeout-s", type=float, default=3600, help="give up on a batch after this long")
+    parser.add_argument("--no-co-load", action="store_true", help="skip bare vLLM with the farm's co-load (about 80 s)")
     parser.add_argument("--worker", choices=("vllm", "hf"), help=argparse.SUPPRESS)
+    parser.add_argument("--co-load", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--prompts", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -656,7 +735,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         texts = json.loads(Path(args.prompts).read_text())
         if args.worker == "vllm":
-            result = worker_vllm(args.model, texts, args.max_tokens, args.big)
+            result = worker_vllm(args.model, texts, args.max_tokens, args.big, args.co_load)
         else:
             result = worker_hf(args.model, texts, args.max_tokens, args.hf_batch)
         print("BENCH_RESULT " + json.dumps(result), flush=True)
@@ -696,9 +775,14 @@ def main(argv: list[str] | None = None) -> int:
                 err.log(f"farm: batch of {args.big:,} requests")
                 sides["farm big"], mem["farm big"] = farm.run(cycled(texts, args.big), args.max_tokens, args.timeout_s)
                 loads.append(("after farm big", os.getloadavg()[0]))
+                load = extra_load(sides["farm big"], sides.get("vllm big"))
+                if not args.no_co_load and load > 0:
+                    err.log(f"bare vLLM: {args.big:,} requests beside {load:.2f} cores of co-load (the farm's own processes' extra)")
+                    sides["vllm co-load"] = run_peer("vllm", texts, model, args, Path(tmp), load)[-1]
+                    loads.append(("after co-load", os.getloadavg()[0]))
         finally:
             farm.stop()
-    order = ("farm", "farm big", "vllm", "vllm big", "hf")
+    order = ("farm", "farm big", "vllm", "vllm big", "vllm co-load", "hf")
     report(out, args, {k: sides[k] for k in order if k in sides}, mem, loads, time.monotonic() - started)
     return 1 if any(not s.ok for s in sides.values()) else 0
 

@@ -236,9 +236,13 @@ def run_batch(ctx: JobContext, models: set[str], execute: Callable[[BatchRun, Pa
 
 def ray_init() -> None:
     import ray
+    import ray.data
 
     from cluster.local import ensure_auth_env
 
     if not ray.is_initialized():
         ensure_auth_env()
         ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=False)
+    # Progress is the batch's request_counts; Ray Data's bars would only redraw into a job
+    # log nobody reads, on the cores the engine needs.
+    ray.data.DataContext.get_current().enable_progress_bars = False
