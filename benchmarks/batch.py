@@ -180,11 +180,13 @@ def worker_vllm(model: str, texts: list[str], max_tokens: int, big: int, load: f
     r["prompt_tokens"] = sum(len(o.prompt_token_ids or ()) for o in outs)
     if big:
         hogs = co_load(load)
-        r["big_start"] = time.time()
-        outs = llm.generate(cycled(prompts, big), params, use_tqdm=False)
-        r["big_done"] = time.time()
-        for hog in hogs:
-            hog.kill()
+        try:
+            r["big_start"] = time.time()
+            outs = llm.generate(cycled(prompts, big), params, use_tqdm=False)
+            r["big_done"] = time.time()
+        finally:  # never leave busy loops behind to skew what runs next
+            for hog in hogs:
+                hog.kill()
         r["big_counts"] = [len(o.outputs[0].token_ids) for o in outs]
         r["big_prompt_tokens"] = sum(len(o.prompt_token_ids or ()) for o in outs)
     return r
@@ -337,33 +339,40 @@ class CpuProfile(threading.Thread):
             if self.stop.wait(CPU_PERIOD_S):
                 return
 
+    def _bounds(self, a: float | None, b: float | None) -> tuple[int, int] | None:
+        """Indices of the last sample at or before `a` and the first at or after `b`."""
+        if a is None or b is None or not self.snaps:
+            return None
+        i = next((i for i in reversed(range(len(self.snaps))) if self.snaps[i][0] <= a), 0)
+        j = next((j for j in range(len(self.snaps)) if self.snaps[j][0] >= b), len(self.snaps) - 1)
+        return i, j
+
     def between(self, a: float | None, b: float | None) -> tuple[dict[str, float], float]:
         """CPU-seconds per group from the last sample at or before `a` to the first at or after `b`, and that span."""
-        if a is None or b is None or not self.snaps:
+        bounds = self._bounds(a, b)
+        if bounds is None:
             return {}, float("nan")
-        t0, start = next(((t, s) for t, s in reversed(self.snaps) if t <= a), self.snaps[0])
-        t1, end = next(((t, s) for t, s in self.snaps if t >= b), self.snaps[-1])
+        (t0, start), (t1, end) = self.snaps[bounds[0]], self.snaps[bounds[1]]
         return {k: end.get(k, 0.0) - start.get(k, 0.0) for k in end}, t1 - t0
 
     def ray_between(self, a: float | None, b: float | None) -> dict[str, float]:
         """CPU-seconds of Ray's own processes, by name, over the same span as `between`."""
-        if a is None or b is None or not self.snaps:
+        bounds = self._bounds(a, b)
+        if bounds is None:
             return {}
-        i = next((i for i in reversed(range(len(self.snaps))) if self.snaps[i][0] <= a), 0)
-        j = next((j for j in range(len(self.snaps)) if self.snaps[j][0] >= b), len(self.snaps) - 1)
-        start, end = self.ray_snaps[i], self.ray_snaps[j]
+        start, end = self.ray_snaps[bounds[0]], self.ray_snaps[bounds[1]]
         return {k: end.get(k, 0.0) - start.get(k, 0.0) for k in end}
 
 
 # --- the peers, run as subprocesses --------------------------------------------------------------
 
 
-def run_peer(kind: str, texts: list[str], model: Path, args: argparse.Namespace, logdir: Path, load: float = 0.0) -> list[Side]:
+def run_peer(kind: str, texts: list[str], model: Path, args: argparse.Namespace, logdir: Path, co_load_cores: float = 0.0) -> list[Side]:
     prompts = logdir / "prompts.json"
     prompts.write_text(json.dumps(texts))
     log = logdir / f"{kind}.log"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--model", str(model), "--prompts", str(prompts),
-           "--max-tokens", str(args.max_tokens), "--hf-batch", str(args.hf_batch), "--big", str(args.big if kind == "vllm" else 0), "--co-load", f"{load:.3f}"]
+           "--max-tokens", str(args.max_tokens), "--hf-batch", str(args.hf_batch), "--big", str(args.big if kind == "vllm" else 0), "--co-load", f"{co_load_cores:.3f}"]
     spawned = time.time()
     with log.open("w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO)
@@ -373,8 +382,8 @@ def run_peer(kind: str, texts: list[str], model: Path, args: argparse.Namespace,
         cpu.stop.set()
         cpu.join()
     name = "bare vLLM LLM.generate" if kind == "vllm" else f"HF generate (batch {args.hf_batch})"
-    if load:
-        name += f" + {load:.2f} cores of co-load"
+    if co_load_cores:
+        name += f" + {co_load_cores:.2f} cores of co-load"
     lines = [x for x in log.read_text().splitlines() if x.startswith("BENCH_RESULT ")]
     if code != 0 or not lines:
         tail = "\n".join(log.read_text().splitlines()[-30:])
@@ -775,10 +784,10 @@ def main(argv: list[str] | None = None) -> int:
                 err.log(f"farm: batch of {args.big:,} requests")
                 sides["farm big"], mem["farm big"] = farm.run(cycled(texts, args.big), args.max_tokens, args.timeout_s)
                 loads.append(("after farm big", os.getloadavg()[0]))
-                load = extra_load(sides["farm big"], sides.get("vllm big"))
-                if not args.no_co_load and load > 0:
-                    err.log(f"bare vLLM: {args.big:,} requests beside {load:.2f} cores of co-load (the farm's own processes' extra)")
-                    sides["vllm co-load"] = run_peer("vllm", texts, model, args, Path(tmp), load)[-1]
+                extra = extra_load(sides["farm big"], sides.get("vllm big"))
+                if not args.no_co_load and extra > 0:
+                    err.log(f"bare vLLM: {args.big:,} requests beside {extra:.2f} cores of co-load (the farm's own processes' extra)")
+                    sides["vllm co-load"] = run_peer("vllm", texts, model, args, Path(tmp), extra)[-1]
                     loads.append(("after co-load", os.getloadavg()[0]))
         finally:
             farm.stop()

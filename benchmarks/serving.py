@@ -45,8 +45,8 @@ rate limits off.
    prompt at that length (the CPU engine speeds up over its first passes at a
    new length, which used to land on whichever side ran first); reported: the
    best run of each side, and the median front door / direct ratio within a
-   pair, which moves less than either rate. Repeated at 8× the output length as a profile:
-   per-request costs stay, decoding grows.
+   pair, which moves less than either rate. Repeated at 8× the output length
+   as a profile: per-request costs stay, decoding grows.
 
 Every figure depends on the machine and what else runs on it: the load
 average is printed at the start and the end.
