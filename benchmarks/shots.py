@@ -233,7 +233,8 @@ def report(videos: list[BenchVideo], results: dict[str, Result], repeat: int) ->
     table = Table(title="frames per second (higher is better), CPU per frame, and cut agreement (matched/ours|theirs, ±1 frame)")
     for col in ("video", "frames", "ours fps", "PySceneDetect fps", "ffmpeg null fps", "PyAV luma fps",
                 "ours / PSD", "ours / ceiling", "ceiling / PSD", "CPU ms ours·PSD·PyAV", "ours vs truth", "PSD vs truth", "ours vs PSD"):
-        table.add_column(col, justify="left" if col == "video" else "right")
+        # the CPU triple has no space to wrap at: give it room, or 1080p's third figure is cut off
+        table.add_column(col, justify="left" if col == "video" else "right", min_width=18 if col.startswith("CPU") else None)
     for v in videos:
         r = results[v.name]
         ceiling = max(r.fps["ffmpeg"], r.fps["pyav"])
