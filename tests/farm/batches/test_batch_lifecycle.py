@@ -22,7 +22,7 @@ def _runner_pid(bf: BatchFarm, job_id: str) -> int:
 def test_killed_runner_resumes_without_missing_or_duplicate_ids(batch_farm: BatchFarm) -> None:
     # Long enough answers that generation lasts well past one poll: in the full suite a 9 s
     # stall of a busy 2-core box once hid the whole generation of 600 x 48 tokens from the poller.
-    batch = batch_farm.submit([chat(i, max_tokens=128) for i in range(600)])
+    batch = batch_farm.submit([chat(i, max_tokens=96) for i in range(600)])
     running = batch_farm.wait(batch.id, lambda b: b.status in TERMINAL or (b.status == "in_progress" and b.request_counts.completed >= 50))
     # results stream back while the batch runs: some are counted long before the end
     assert running.status == "in_progress", f"no results before the batch ended: {running}"
