@@ -18,7 +18,7 @@ from typing import Any
 from farm import assets as asset_service
 from farm.accounts import Principal
 from farm.db import Database, Job, Project, Role
-from farm.jobs import JobSpec
+from kinds import JobSpec
 from farm.jobs.service import add_event, record_items, recorded_items
 from farm.jobs.states import JobState
 from farm.settings import Settings

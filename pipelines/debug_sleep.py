@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import time
 
-from farm.jobs.specs import DebugSleepSpec
+from kinds.debug_sleep import DebugSleepSpec
 from pipelines.context import JobContext
 
 

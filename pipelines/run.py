@@ -15,7 +15,7 @@ import sys
 from types import FrameType
 
 from farm.db import Database, Job
-from farm.jobs.kinds import get_kind, parse_spec
+from kinds import get_kind, parse_spec
 from farm.jobs.service import add_event, failed_items, recount, transition
 from farm.jobs.states import JobState
 from farm.settings import Settings

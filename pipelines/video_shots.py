@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import select
 
 from farm.db import Asset, Project
-from farm.jobs.specs import VideoShotsSpec
+from kinds.video_shots import VideoShotsSpec
 from pipelines.context import JobContext
 from pipelines.stages.backend import run_ray
 from pipelines.stages.detect import DetectorConfig

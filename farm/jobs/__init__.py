@@ -1,6 +1,5 @@
-"""Jobs: typed specs per kind, the state machine, events, submission and retries."""
+"""Jobs: the state machine, events, submission and retries. Kinds live in `kinds`."""
 
-from farm.jobs.kinds import KINDS, JobSpec, get_kind, job_kind
 from farm.jobs.states import JobState
 
-__all__ = ["KINDS", "JobSpec", "JobState", "get_kind", "job_kind"]
+__all__ = ["JobState"]

@@ -21,7 +21,7 @@ from farm import audit
 from farm.accounts import Principal
 from farm.db.models import Job, JobEvent, JobItem, Project, utcnow
 from farm.ids import new_id
-from farm.jobs.kinds import parse_spec
+from kinds import parse_spec
 from farm.jobs.states import TERMINAL, JobState, check
 from farm.webhooks.events import publish_job_state
 

@@ -21,8 +21,7 @@ from farm.api.pagination import Cursor, Limit, paginate_map
 from farm.api.routes.projects import load_project
 from farm.api.schemas import JobCreate, JobKindPublic, JobPublic, JobRetry, Page
 from farm.db.models import Job, JobEvent
-from farm.jobs import KINDS
-from farm.jobs.kinds import UnknownKind, get_kind
+from kinds import UnknownKind, all_kinds, get_kind
 from farm.jobs.service import IdempotencyConflict, NothingToRetry, request_cancel, retry, submit
 from farm.jobs.states import IllegalTransition, JobState
 
@@ -44,8 +43,7 @@ def visible_job(job_id: str, principal: Viewer, session: SessionDep) -> Job:
 
 @router.get("/v1/job-kinds", response_model=list[JobKindPublic])
 def list_kinds(_: Viewer) -> list[JobKindPublic]:
-    get_kind("debug.sleep")  # loads the built-in kinds
-    return [JobKindPublic(kind=k.name, description=k.description, spec_schema=k.spec.model_json_schema()) for k in KINDS.values()]
+    return [JobKindPublic(kind=k.name, description=k.description, spec_schema=k.spec.model_json_schema()) for k in all_kinds().values()]
 
 
 @router.post("/v1/jobs", status_code=201, response_model=JobPublic, responses={200: {"model": JobPublic, "description": "replay of an Idempotency-Key"}, 409: ERROR_RESPONSES[422]})

@@ -1,4 +1,4 @@
-"""Specs of the built-in job kinds."""
+"""`video.shots`: each input video split into shots."""
 
 from __future__ import annotations
 
@@ -6,31 +6,12 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from farm.jobs.kinds import JobSpec, job_kind
-
-
-@job_kind("debug.sleep", pipeline="pipelines.debug_sleep")
-class DebugSleepSpec(JobSpec):
-    """Sleeps per item and fails a share of items: exercises the job machinery on a real cluster."""
-
-    items: int = Field(default=10, ge=0, le=100_000)
-    delay_s: float = Field(default=0.1, ge=0, le=3600)
-    fail_rate: float = Field(default=0.0, ge=0, le=1)
-    fail_job_above: float = Field(default=1.0, ge=0, le=1, description="fail the job when this share of items failed")
-    seed: int = 0
-
-    def total_items(self) -> int:
-        return self.items
-
-    def max_failed_fraction(self) -> float:
-        return self.fail_job_above
-
+from kinds.base import JobSpec, KindInfo, Output
 
 SHOT_OUTPUTS = ("keyframes", "clips", "contact_sheet", "json", "csv", "edl")
 ShotOutput = Literal["keyframes", "clips", "contact_sheet", "json", "csv", "edl"]
 
 
-@job_kind("video.shots", pipeline="pipelines.video_shots")
 class VideoShotsSpec(JobSpec):
     """Splits videos into shots: boundaries, keyframes, per-shot clips, a contact sheet, JSON/CSV/EDL."""
 
@@ -63,22 +44,14 @@ class VideoShotsSpec(JobSpec):
         return self.fail_job_above
 
 
-class _BatchSpec(JobSpec):
-    """A batch's job: the batch row names its input file and endpoint."""
-
-    batch_id: str = Field(pattern=r"^batch_[0-9a-f]{28}$")
-    max_lines: int = Field(default=50_000, ge=1)
-    max_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
-
-    def max_failed_fraction(self) -> float:
-        return 1.0  # failed requests land in the error file; the batch still completes
-
-
-@job_kind("batch.chat", pipeline="pipelines.batch_chat")
-class BatchChatSpec(_BatchSpec):
-    """OpenAI batch of /v1/chat/completions or /v1/completions requests, run with vLLM on Ray Data."""
-
-
-@job_kind("batch.images", pipeline="pipelines.batch_images")
-class BatchImagesSpec(_BatchSpec):
-    """OpenAI batch of /v1/images/generations requests, run with the diffusion engine on Ray Data."""
+KIND = KindInfo(
+    "video.shots", VideoShotsSpec, pipeline="pipelines.video_shots",
+    outputs={
+        "shots": Output("video_shots", "one", "the shots as frame ranges and times (<video>.shots.json)"),
+        "keyframes": Output("image", "many", "keyframe images of every shot (<video>.shot-NNN.jpg)"),
+        "clips": Output("video", "many", "one clip per shot (<video>.shot-NNN.mp4)"),
+        "contact_sheet": Output("image", "one", "every shot's thumbnail on one sheet (<video>.contact.jpg)"),
+        "shots_csv": Output("table", "one", "the shots as CSV (<video>.shots.csv)"),
+        "edl": Output("edit_list", "one", "the shots as a CMX 3600 EDL (<video>.edl)"),
+    },
+)

@@ -1,0 +1,87 @@
+"""What a job kind is: a typed spec, what it produces, where its pipeline and hooks live.
+
+Plain pydantic and dataclasses, so the control plane and the pipelines (and
+any tool) can import every kind without FastAPI, SQLAlchemy, Ray or torch.
+Pipelines and hooks are named by module path and imported only by the
+process that runs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict
+
+#: The closed vocabulary of what jobs produce. A workflow wires one kind's
+#: output into another kind's input by these types, never by file names.
+OutputType = Literal[
+    "video",  # a playable video (clip, restyled video, animatic)
+    "video_shots",  # the detected frame ranges of a video (``<video>.shots.json``)
+    "story_shotlist",  # the planned shots of a story
+    "image",  # a still: keyframe, contact sheet, storyboard, generated image
+    "captions",  # per-shot captions or subtitles of a video
+    "table",  # a tabular report (CSV)
+    "edit_list",  # an edit decision list (EDL)
+    "jsonl",  # line-delimited JSON records (batch output and error files)
+]
+OUTPUT_TYPES: tuple[str, ...] = get_args(OutputType)
+
+#: How many assets one item yields for an output: exactly one, or any number.
+Cardinality = Literal["one", "many"]
+
+
+@dataclass(frozen=True)
+class Output:
+    """One named output of a kind: its type and how many assets each item yields."""
+
+    type: OutputType
+    per_item: Cardinality = "one"
+    description: str = ""
+
+
+class JobSpec(BaseModel):
+    """Base of every kind's spec: strict, so typos are errors, not silent defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: ClassVar[str]
+
+    def total_items(self) -> int | None:
+        """Known up front for some kinds; the pipeline may set it later."""
+        return None
+
+    def max_failed_fraction(self) -> float:
+        """Fail the whole job when more than this share of items failed."""
+        return 1.0
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    """A job kind: its name, spec model, pipeline module, outputs and optional hooks.
+
+    ``pipeline`` is a module with ``run(ctx)``, imported by the Ray Job runner
+    only. ``hooks`` is a control-plane module with
+    ``on_transition(session, job)``, called in the transaction of every state
+    change of a job of this kind (``None``: the kind needs none).
+    """
+
+    name: str
+    spec: type[JobSpec]
+    pipeline: str
+    outputs: Mapping[str, Output] = field(default_factory=dict)
+    hooks: str | None = None
+
+    def __post_init__(self) -> None:
+        self.spec.kind = self.name
+
+    @property
+    def description(self) -> str:
+        return (self.spec.__doc__ or "").strip().split("\n")[0]
+
+    def output(self, name: str) -> Output:
+        try:
+            return self.outputs[name]
+        except KeyError:
+            raise KeyError(f"job kind {self.name!r} has no output {name!r}; it has: {', '.join(self.outputs) or '(none)'}") from None
