@@ -18,6 +18,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 HOME = Path(".farm")
 
 
+def text_list(value: str) -> list[str]:
+    """``a, b``, ``["a", "b"]`` or ``['a', 'b']`` (how settings_env renders a list) → ``["a", "b"]``."""
+    return re.findall(r"[^\s,\[\]'\"]+", value)
+
+
 class DatabaseSettings(BaseModel):
     url: str = Field(
         default=f"sqlite:///{HOME / 'farm.db'}",
@@ -116,7 +121,7 @@ class WebhookSettings(BaseModel):
     def _host_list(cls, value: object) -> object:
         """Accept a comma-separated string or a list rendered as JSON/Python text (settings_env)."""
         if isinstance(value, str):
-            value = re.findall(r"[^\s,\[\]'\"]+", value)
+            value = text_list(value)
         if isinstance(value, list):
             value = [str(v).strip().lower().rstrip(".") for v in value]
             for host in value:
@@ -151,6 +156,21 @@ class Settings(BaseSettings):
     serve: ServeSettings = ServeSettings()
     webhooks: WebhookSettings = WebhookSettings()
     batch: BatchSettings = BatchSettings()
+    extra_kinds: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Modules of job kinds beyond the built-in ones (each exposes KIND), loaded by the control plane and the runner. Comma-separated or a JSON list in the environment",
+    )
+
+    @field_validator("extra_kinds", mode="before")
+    @classmethod
+    def _module_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = text_list(value)
+        if isinstance(value, list):
+            for module in value:
+                if not isinstance(module, str) or not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", module):
+                    raise ValueError(f"not a module path: {module!r}")
+        return value
 
     @model_validator(mode="after")
     def _under_home(self) -> Settings:
@@ -184,6 +204,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
             elif isinstance(value, str) and value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
                 value = "sqlite:///" + str(Path(value.removeprefix("sqlite:///")).resolve())
             env[f"FARM_{group.upper()}__{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    if settings.extra_kinds:
+        env["FARM_EXTRA_KINDS"] = ",".join(settings.extra_kinds)
     return env
 
 

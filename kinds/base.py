@@ -40,6 +40,13 @@ class Output:
     per_item: Cardinality = "one"
     description: str = ""
 
+    def __post_init__(self) -> None:
+        """The vocabulary is closed: a typo here would make an output no workflow can wire."""
+        if self.type not in OUTPUT_TYPES:
+            raise ValueError(f"output type {self.type!r} is not one of {', '.join(OUTPUT_TYPES)}")
+        if self.per_item not in get_args(Cardinality):
+            raise ValueError(f"per_item must be 'one' or 'many', not {self.per_item!r}")
+
 
 class JobSpec(BaseModel):
     """Base of every kind's spec: strict, so typos are errors, not silent defaults."""

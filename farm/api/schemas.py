@@ -127,12 +127,35 @@ class JobPublic(Public):
         return cls(**data, counts=JobCounts(total=job.total, succeeded=job.succeeded, failed=job.failed))
 
 
+class JobOutputPublic(Public):
+    item: int | None = Field(description="The item that produced it; null for an output of the whole job")
+    output: str = Field(description="The output's name, as GET /v1/job-kinds lists it for the job's kind")
+    type: str = Field(description="What the asset is: video, video_shots, story_shotlist, image, captions, table, edit_list or jsonl")
+    asset_id: str
+
+
+class JobDetail(JobPublic):
+    outputs: list[JobOutputPublic] = Field(description="Each result asset by item and typed output")
+
+    @classmethod
+    def with_outputs(cls, job: Any, outputs: list[Any]) -> JobDetail:
+        return cls(**JobPublic.of(job).model_dump(), outputs=[JobOutputPublic.model_validate(o) for o in outputs])
+
+
 class JobRetry(BaseModel):
     model_config = ConfigDict(extra="forbid")
     scope: Literal["failed", "all"] = Field(default="failed", description="Rerun only failed items, or everything")
+
+
+class KindOutputPublic(BaseModel):
+    name: str
+    type: str
+    per_item: Literal["one", "many"] = Field(description="How many assets each item yields for this output")
+    description: str
 
 
 class JobKindPublic(BaseModel):
     kind: str
     description: str
     spec_schema: dict[str, Any]
+    outputs: list[KindOutputPublic] = Field(description="What jobs of this kind produce, as typed outputs")

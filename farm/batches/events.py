@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from farm.batches.status import batch_status
@@ -23,11 +22,3 @@ def batch_data(batch: Batch, job: Job) -> dict[str, Any]:
 def publish_batch(session: Session, batch: Batch, job: Job) -> None:
     enqueue(session, batch.org_id, f"batch.{batch_status(batch, job)}", batch_data(batch, job))
 
-
-def publish_for_job(session: Session, job: Job) -> None:
-    """Called on every job transition; a no-op unless the job is a batch's."""
-    if not job.kind.startswith("batch.") or job.state == "running":
-        return  # while running, the runner publishes its phases (in_progress, finalizing) itself
-    batch = session.scalars(select(Batch).where(Batch.job_id == job.id)).first()
-    if batch is not None:
-        publish_batch(session, batch, job)

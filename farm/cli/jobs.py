@@ -144,4 +144,6 @@ def retry(job_id: str, all_items: Annotated[bool, typer.Option("--all", help="Re
 @jobs_app.command("kinds")
 def kinds() -> None:
     rows = _client().request("GET", "/v1/job-kinds")
-    table(rows, ["kind", "description"], title="Job kinds")
+    for r in rows:
+        r["outputs"] = "\n".join(f"{o['name']}: {o['type']}{' (many)' if o['per_item'] == 'many' else ''}" for o in r["outputs"])
+    table(rows, ["kind", "description", "outputs"], title="Job kinds")

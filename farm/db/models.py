@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from kinds import OutputType
+
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
@@ -160,6 +162,25 @@ class JobItem(Base):
     ok: Mapped[bool] = mapped_column()
     error: Mapped[str | None] = mapped_column(Text, default=None)
     attempt: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JobOutput(Base):
+    """Which asset fills which typed output of which item of a job: what a workflow wires onward.
+
+    ``item`` is ``None`` for job-level outputs (a batch's result files). The
+    same asset recorded twice for one output is one row (NULL items included).
+    """
+
+    __tablename__ = "job_outputs"
+    __table_args__ = (UniqueConstraint("job_id", "item", "output", "asset_id", postgresql_nulls_not_distinct=True),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    item: Mapped[int | None] = mapped_column(default=None)
+    output: Mapped[str] = mapped_column(String(64))
+    type: Mapped[OutputType] = mapped_column(String(32))
+    asset_id: Mapped[str] = mapped_column(ForeignKey("assets.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -1,4 +1,4 @@
-"""Jobs: the state machine, events, submission and retries. Kinds live in `kinds`."""
+"""Jobs: the state machine, events, submission, retries, kind hooks and typed outputs. Kinds live in `kinds`."""
 
 from farm.jobs.states import JobState
 

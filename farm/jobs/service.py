@@ -21,9 +21,11 @@ from farm import audit
 from farm.accounts import Principal
 from farm.db.models import Job, JobEvent, JobItem, Project, utcnow
 from farm.ids import new_id
-from kinds import parse_spec
+from farm.jobs.hooks import on_transition
+from farm.jobs.outputs import drop_unsettled
 from farm.jobs.states import TERMINAL, JobState, check
 from farm.webhooks.events import publish_job_state
+from kinds import parse_spec
 
 
 class IdempotencyConflict(Exception):
@@ -44,6 +46,7 @@ def add_event(session: Session, job_id: str, type: str, **data: Any) -> None:
 
 
 def transition(session: Session, job: Job, target: JobState, **data: Any) -> None:
+    """Move the job to ``target``; a requeued job forgets the outputs its next attempt makes again."""
     current = JobState(job.state)
     check(current, target)
     job.state = target.value
@@ -54,11 +57,18 @@ def transition(session: Session, job: Job, target: JobState, **data: Any) -> Non
         job.finished_at = now
     if target is JobState.queued:
         job.finished_at = None
+        drop_unsettled(session, job)
     if "error" in data:
         job.error = data["error"]
     add_event(session, job.id, "state", state=target.value, previous=current.value,
               counts=counts(job), **{k: v for k, v in data.items() if v is not None})
+    _announce(session, job)
+
+
+def _announce(session: Session, job: Job) -> None:
+    """``job.<state>`` for webhooks, then the kind's own reaction, in the transaction of the change."""
     publish_job_state(session, job)
+    on_transition(session, job)
 
 
 def counts(job: Job) -> dict[str, int]:
@@ -98,7 +108,7 @@ def submit(
     try:
         session.flush()  # a concurrent twin with the same key fails here
         add_event(session, job.id, "state", state=JobState.queued.value, counts=counts(job))
-        publish_job_state(session, job)
+        _announce(session, job)
         audit.record(session, principal, "job.create", "job", job.id, kind=kind)
         if commit:
             session.commit()
@@ -131,7 +141,7 @@ def request_cancel(session: Session, principal: Principal, job: Job) -> None:
 
 
 def retry(session: Session, principal: Principal, job: Job, scope: str) -> None:
-    """Requeue a finished job: only its failed items, or everything from scratch."""
+    """Requeue a finished job: only its failed items (outputs of the others stay), or everything from scratch."""
     current = JobState(job.state)
     if current not in TERMINAL:
         raise NothingToRetry(f"a {current.value} job cannot be retried; wait for it to finish or cancel it")

@@ -4,8 +4,8 @@
 (``job.queued``), and on every transition (``job.running``,
 ``job.cancel_requested``, ``job.succeeded``, ``job.failed``,
 ``job.cancelled``, and ``job.queued`` again on retry or requeue).
-Batches publish their own ``batch.<status>`` events through
-``farm.webhooks.outbox.enqueue``.
+Kinds publish their own events (batches: ``batch.<status>``) from their
+hooks (``farm.jobs.hooks``) through ``farm.webhooks.outbox.enqueue``.
 """
 
 from __future__ import annotations
@@ -35,6 +35,3 @@ def job_data(job: Job) -> dict[str, Any]:
 def publish_job_state(session: Session, job: Job) -> None:
     """Queue ``job.<state>`` for the job's org, in the transaction that changed the state."""
     enqueue(session, job.org_id, f"job.{job.state}", job_data(job))
-    from farm.batches.events import publish_for_job  # batches build on jobs: imported late, no cycle
-
-    publish_for_job(session, job)

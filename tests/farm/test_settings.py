@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from farm.settings import Settings
+from farm.settings import Settings, settings_env
 
 
 def test_nested_env_and_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -33,4 +33,18 @@ def test_dotenv_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def test_bad_values_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FARM_STORAGE__BACKEND", "ftp")
     with pytest.raises(ValueError, match="backend"):
+        Settings()
+
+
+def test_extra_kinds_reach_the_runner(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FARM_EXTRA_KINDS", '["studio.kinds.restyle", "studio_caption"]')
+    s = Settings()
+    assert s.extra_kinds == ["studio.kinds.restyle", "studio_caption"]
+    env = settings_env(s)
+    assert env["FARM_EXTRA_KINDS"] == "studio.kinds.restyle,studio_caption"
+    monkeypatch.setenv("FARM_EXTRA_KINDS", env["FARM_EXTRA_KINDS"])  # what the Ray Job's runner reads back
+    assert Settings().extra_kinds == s.extra_kinds
+    assert "FARM_EXTRA_KINDS" not in settings_env(Settings(extra_kinds=[]))
+    monkeypatch.setenv("FARM_EXTRA_KINDS", "studio/restyle.py")
+    with pytest.raises(ValueError, match="not a module path: 'studio/restyle.py'"):
         Settings()

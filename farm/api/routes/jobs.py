@@ -15,15 +15,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from farm.accounts import Principal
-from farm.api.deps import ID_PATTERN, Member, RuntimeDep, SessionDep, Viewer, well_formed
+from farm.api.deps import ID_PATTERN, Member, RuntimeDep, SessionDep, Viewer, load_project, well_formed
 from farm.api.errors import ERROR_RESPONSES, ApiError, not_found
 from farm.api.pagination import Cursor, Limit, paginate_map
-from farm.api.routes.projects import load_project
-from farm.api.schemas import JobCreate, JobKindPublic, JobPublic, JobRetry, Page
+from farm.api.schemas import JobCreate, JobDetail, JobKindPublic, JobPublic, JobRetry, KindOutputPublic, Page
 from farm.db.models import Job, JobEvent
-from kinds import UnknownKind, all_kinds, get_kind
+from farm.jobs.outputs import outputs_of
 from farm.jobs.service import IdempotencyConflict, NothingToRetry, request_cancel, retry, submit
 from farm.jobs.states import IllegalTransition, JobState
+from kinds import KindInfo, UnknownKind, all_kinds
 
 router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES)
 StateFilter = Annotated[JobState | None, Query(description="Only jobs in this state")]
@@ -43,7 +43,12 @@ def visible_job(job_id: str, principal: Viewer, session: SessionDep) -> Job:
 
 @router.get("/v1/job-kinds", response_model=list[JobKindPublic])
 def list_kinds(_: Viewer) -> list[JobKindPublic]:
-    return [JobKindPublic(kind=k.name, description=k.description, spec_schema=k.spec.model_json_schema()) for k in all_kinds().values()]
+    return [kind_public(k) for k in all_kinds().values()]
+
+
+def kind_public(kind: KindInfo) -> JobKindPublic:
+    outputs = [KindOutputPublic(name=name, type=o.type, per_item=o.per_item, description=o.description) for name, o in kind.outputs.items()]
+    return JobKindPublic(kind=kind.name, description=kind.description, spec_schema=kind.spec.model_json_schema(), outputs=outputs)
 
 
 @router.post("/v1/jobs", status_code=201, response_model=JobPublic, responses={200: {"model": JobPublic, "description": "replay of an Idempotency-Key"}, 409: ERROR_RESPONSES[422]})
@@ -88,9 +93,10 @@ def list_jobs(
     return paginate_map(session, stmt, Job.id, JobPublic.of, limit, cursor)
 
 
-@router.get("/v1/jobs/{job_id}", response_model=JobPublic)
-def get_job(job_id: str, principal: Viewer, session: SessionDep) -> JobPublic:
-    return JobPublic.of(load_job(session, principal, job_id))
+@router.get("/v1/jobs/{job_id}", response_model=JobDetail)
+def get_job(job_id: str, principal: Viewer, session: SessionDep) -> JobDetail:
+    job = load_job(session, principal, job_id)
+    return JobDetail.with_outputs(job, outputs_of(session, job.id))
 
 
 @router.post("/v1/jobs/{job_id}/cancel", response_model=JobPublic, responses={409: ERROR_RESPONSES[422]})
