@@ -17,6 +17,7 @@ from farm.api.runtime import Runtime
 from farm.db import Database
 from farm.settings import Settings, get_settings
 from farm.storage import ObjectStore, open_store
+from kinds import load as load_kinds
 
 
 def create_app(
@@ -27,6 +28,7 @@ def create_app(
     migrate: bool = True,
 ) -> FastAPI:
     settings = settings or get_settings()
+    load_kinds(settings.extra_kinds)  # a kind module that does not import stops the start, not the first job
     runtime = Runtime(settings=settings, db=db or Database(settings.db.url, echo=settings.db.echo), store=store or open_store(settings))
     generation = Generation(settings, runtime.db)
 

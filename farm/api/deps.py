@@ -1,19 +1,23 @@
-"""Dependency aliases for routes: the runtime, a DB session, the caller."""
+"""Dependency aliases for routes: the runtime, a DB session, the caller, and lookups several routers share.
+
+A lookup answers another org's row exactly like a missing one: 404.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Protocol, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from farm.accounts import Principal, authenticate
-from farm.api.errors import ApiError
+from farm.api.errors import ApiError, not_found
 from farm.api.runtime import Runtime
-from farm.db.models import Role
+from farm.db.models import File, Project, Role
+from farm.openai.errors import OpenAIError
 from farm.storage import ObjectStore
 
 _bearer = HTTPBearer(auto_error=False, description="A farm API key: sk_farm_…")
@@ -72,3 +76,43 @@ Admin = Annotated[Principal, Depends(_require(Role.admin))]
 def well_formed(id_: str) -> bool:
     """Malformed ids are simply not found: same answer as any unknown id."""
     return bool(ID_RE.match(id_))
+
+
+class _OrgRow(Protocol):
+    org_id: str
+
+
+Row = TypeVar("Row", bound=_OrgRow)
+
+
+def owned(session: Session, principal: Principal, model: type[Row], id_: str) -> Row | None:
+    """The caller's org's row with this id, or None: another org's row reads like a missing one."""
+    row = session.get(model, id_) if well_formed(id_) else None
+    return row if row is not None and row.org_id == principal.org_id else None
+
+
+def load_project(session: Session, principal: Principal, project_id: str) -> Project:
+    project = owned(session, principal, Project, project_id)
+    if project is None:
+        raise not_found("project")
+    return project
+
+
+def load_file(session: Session, principal: Principal, file_id: str) -> File:
+    """An OpenAI file (its 404 in OpenAI's shape: these are the Files and Batches routes' lookups)."""
+    f = owned(session, principal, File, file_id)
+    if f is None:
+        raise OpenAIError(404, "no such file", param="file_id", code="not_found")
+    return f
+
+
+def path_project(project_id: str, principal: Viewer, session: SessionDep) -> Project:
+    return load_project(session, principal, project_id)
+
+
+def path_file(file_id: str, principal: Viewer, session: SessionDep) -> File:
+    return load_file(session, principal, file_id)
+
+
+ProjectDep = Annotated[Project, Depends(path_project)]  # the caller's project named by the path's project_id
+FileDep = Annotated[File, Depends(path_file)]  # the caller's file named by the path's file_id

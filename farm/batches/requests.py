@@ -2,7 +2,9 @@
 
 Line numbers are 1-based, as an editor shows them. A line that cannot run
 is reported by number (and, when it names a custom_id, lands in the error
-file); every other line runs.
+file); every other line runs. Each line's body is checked with the online
+route's own request model (:data:`farm.openai.batch_lines.BODY_MODELS`), so
+a body the front door refuses is refused here too, naming the same ``param``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,12 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from farm.openai.batch_lines import BODY_MODELS, BatchRequestLine
+from farm.openai.errors import describe
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,10 @@ def split_lines(chunks: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
         yield number + 1, rest
 
 
+# A line's own fields (not its body), by the code their problem is reported with.
+LINE_CODES = {"custom_id": "missing_custom_id", "method": "invalid_method", "url": "mismatched_url", "body": "invalid_body"}
+
+
 @dataclass
 class Validator:
     endpoint: str
@@ -64,40 +76,37 @@ class Validator:
             return LineError(line, "invalid_json_line", f"line {line} is not valid JSON: {exc}")
         if not isinstance(obj, dict):
             return LineError(line, "invalid_request", f"line {line} is not a JSON object")
-        cid = obj.get("custom_id")
-        if not isinstance(cid, str) or not cid or len(cid) > 512:
-            return LineError(line, "missing_custom_id", f"line {line}: custom_id must be a non-empty string", param="custom_id")
+        try:
+            request = BatchRequestLine.model_validate(obj)
+        except ValidationError as exc:
+            return self._bad_line(line, obj, exc.errors()[0])
+        cid = request.custom_id
+        if duplicate := self._claim(line, cid):
+            return duplicate
+        if request.url != self.endpoint:
+            return LineError(line, "mismatched_url", f"line {line}: url {request.url!r} does not match the batch's endpoint {self.endpoint}", cid, "url")
+        try:
+            body = BODY_MODELS[self.endpoint].model_validate(request.body)
+        except ValidationError as exc:
+            param, message = describe(exc.errors())
+            return LineError(line, "invalid_body", f"line {line}: {message}", cid, param)
+        if body.model not in self.models:
+            served = ", ".join(sorted(self.models))
+            return LineError(line, "model_not_found", f"line {line}: unknown model {body.model!r}; served: {served}", cid, "model")
+        return BatchRequest(line, cid, body.model_dump(mode="json", exclude_unset=True))
+
+    def _claim(self, line: int, cid: str) -> LineError | None:
+        """Reserve ``cid`` for this line; a custom_id seen before is an error (its first line keeps it)."""
         if cid in self.seen:
             return LineError(line, "duplicate_custom_id", f"line {line}: custom_id '{cid}' appears earlier in the file", None, "custom_id")
         self.seen.add(cid)
-        if obj.get("method", "POST") != "POST":
-            return LineError(line, "invalid_method", f"line {line}: method must be POST", cid, "method")
-        if obj.get("url") != self.endpoint:
-            return LineError(line, "mismatched_url", f"line {line}: url {obj.get('url')!r} does not match the batch's endpoint {self.endpoint}", cid, "url")
-        body = obj.get("body")
-        if not isinstance(body, dict):
-            return LineError(line, "invalid_body", f"line {line}: body must be an object", cid, "body")
-        model = body.get("model")
-        if model not in self.models:
-            return LineError(line, "model_not_found", f"line {line}: unknown model {model!r}; served: {', '.join(sorted(self.models))}", cid, "body.model")
-        problem = _body_problem(self.endpoint, body)
-        if problem:
-            return LineError(line, "invalid_body", f"line {line}: {problem}", cid, "body")
-        return BatchRequest(line, cid, body)
+        return None
 
-
-def _body_problem(endpoint: str, body: dict[str, Any]) -> str | None:
-    if endpoint == "/v1/chat/completions":
-        msgs = body.get("messages")
-        if not isinstance(msgs, list) or not msgs or not all(isinstance(m, dict) and "role" in m for m in msgs):
-            return "messages must be a non-empty list of {role, content}"
-    elif endpoint == "/v1/completions":
-        if not isinstance(body.get("prompt"), str):
-            return "prompt must be a string"
-    elif endpoint == "/v1/images/generations":
-        if not isinstance(body.get("prompt"), str) or not body["prompt"]:
-            return "prompt must be a non-empty string"
-    max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
-    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
-        return "max_tokens must be a positive integer"
-    return None
+    def _bad_line(self, line: int, obj: dict[str, Any], problem: ErrorDetails) -> LineError:
+        """A line whose own fields are wrong; with a usable custom_id, that id is still claimed."""
+        name = str(problem["loc"][0])
+        message = f"line {line}: {name}: {problem['msg']}"
+        if name == "custom_id":
+            return LineError(line, LINE_CODES[name], message, param=name)
+        cid: str = obj["custom_id"]
+        return self._claim(line, cid) or LineError(line, LINE_CODES[name], message, cid, name)

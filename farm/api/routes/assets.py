@@ -8,17 +8,15 @@ from typing import Annotated, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from farm import assets as asset_service
 from farm.accounts import Principal
-from farm.api.deps import Member, RuntimeDep, SessionDep, StoreDep, Viewer, well_formed
+from farm.api.deps import Member, ProjectDep, RuntimeDep, SessionDep, StoreDep, Viewer, owned
 from farm.api.errors import ERROR_RESPONSES, ApiError, not_found
 from farm.api.pagination import Cursor, Limit, paginate
-from farm.api.routes.projects import load_project
 from farm.api.schemas import AssetPublic, Page
 from farm.api.upload import receive_upload
 from farm.db.models import Asset
@@ -46,8 +44,8 @@ UPLOAD_BODY = {
 
 
 def load_asset(session: Session, principal: Principal, asset_id: str) -> Asset:
-    asset = session.get(Asset, asset_id) if well_formed(asset_id) else None
-    if asset is None or asset.org_id != principal.org_id:
+    asset = owned(session, principal, Asset, asset_id)
+    if asset is None:
         raise not_found("asset")
     return asset
 
@@ -59,8 +57,7 @@ def load_asset(session: Session, principal: Principal, asset_id: str) -> Asset:
     openapi_extra=UPLOAD_BODY,
     responses={200: {"model": AssetPublic, "description": "identical content already in the project"}, 413: ERROR_RESPONSES[422], 415: ERROR_RESPONSES[422]},
 )
-async def upload_asset(project_id: str, request: Request, principal: Member, rt: RuntimeDep, session: SessionDep) -> JSONResponse:
-    project = await run_in_threadpool(load_project, session, principal, project_id)
+async def upload_asset(request: Request, principal: Member, project: ProjectDep, rt: RuntimeDep, session: SessionDep) -> JSONResponse:
     result, _ = await receive_upload(request, rt, session, principal, project)
     if result.created:
         request.app.state.metrics.upload_bytes.inc(result.asset.size)
@@ -70,8 +67,8 @@ async def upload_asset(project_id: str, request: Request, principal: Member, rt:
 
 @router.get("/v1/projects/{project_id}/assets", response_model=Page[AssetPublic])
 def list_assets(
-    project_id: str,
     principal: Viewer,
+    project: ProjectDep,
     session: SessionDep,
     limit: Limit = 50,
     cursor: Cursor = None,
@@ -79,7 +76,6 @@ def list_assets(
     content_type: Annotated[str | None, Query(max_length=100, pattern=r"^[\w.+-]+/[\w.+-]+$")] = None,
     q: Annotated[str | None, Query(max_length=100, pattern=r"^[^\x00]*$", description="Name contains (case-insensitive)")] = None,
 ) -> Page[AssetPublic]:
-    project = load_project(session, principal, project_id)
     stmt = select(Asset).where(Asset.org_id == principal.org_id, Asset.project_id == project.id)
     if kind:
         stmt = stmt.where(Asset.kind == kind)

@@ -5,26 +5,16 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from farm import audit
-from farm.accounts import Principal
-from farm.api.deps import Member, SessionDep, Viewer, well_formed
-from farm.api.errors import ERROR_RESPONSES, ApiError, not_found
+from farm.api.deps import Member, ProjectDep, SessionDep, Viewer
+from farm.api.errors import ERROR_RESPONSES, ApiError
 from farm.api.pagination import Cursor, Limit, paginate
 from farm.api.schemas import Page, ProjectCreate, ProjectPublic, ProjectUpdate
 from farm.db.models import Project
 from farm.ids import new_id
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"], responses=ERROR_RESPONSES)
-
-
-def load_project(session: Session, principal: Principal, project_id: str) -> Project:
-    """Another org's project is indistinguishable from a missing one."""
-    project = session.get(Project, project_id) if well_formed(project_id) else None
-    if project is None or project.org_id != principal.org_id:
-        raise not_found("project")
-    return project
 
 
 def _conflict(name: str) -> ApiError:
@@ -50,13 +40,12 @@ def list_projects(principal: Viewer, session: SessionDep, limit: Limit = 50, cur
 
 
 @router.get("/{project_id}", response_model=ProjectPublic)
-def get_project(project_id: str, principal: Viewer, session: SessionDep) -> Project:
-    return load_project(session, principal, project_id)
+def get_project(project: ProjectDep) -> Project:
+    return project
 
 
 @router.patch("/{project_id}", response_model=ProjectPublic, responses={409: ERROR_RESPONSES[422]})
-def update_project(project_id: str, body: ProjectUpdate, principal: Member, session: SessionDep) -> Project:
-    project = load_project(session, principal, project_id)
+def update_project(body: ProjectUpdate, principal: Member, project: ProjectDep, session: SessionDep) -> Project:
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     for field, value in changes.items():
         setattr(project, field, value)
@@ -69,10 +58,9 @@ def update_project(project_id: str, body: ProjectUpdate, principal: Member, sess
 
 
 @router.delete("/{project_id}", status_code=204)
-def delete_project(project_id: str, principal: Member, session: SessionDep) -> Response:
+def delete_project(principal: Member, project: ProjectDep, session: SessionDep) -> Response:
     from farm.db.models import Asset
 
-    project = load_project(session, principal, project_id)
     if session.scalars(select(Asset.id).where(Asset.project_id == project.id).limit(1)).first():
         raise ApiError(409, "the project still has assets; delete them first")
     session.delete(project)

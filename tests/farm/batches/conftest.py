@@ -51,7 +51,7 @@ class BatchFarm:
 
 
 def registry_file(tmp_path: Path, models: dict[str, Path]) -> Path:
-    from serve.registry import DEMO_LLM_ENGINE_KWARGS
+    from serve.demo import DEMO_LLM_ENGINE_KWARGS
 
     path = tmp_path / "models.yaml"
     path.write_text(yaml.safe_dump({"models": [

@@ -65,3 +65,15 @@ def test_file_over_the_limits_fails_the_batch(batch_farm: BatchFarm) -> None:
     assert done.status == "failed" and done.errors.data[0].code == "invalid_file"
     assert "more than 3 requests" in done.errors.data[0].message
     assert done.output_file_id is None
+
+
+def test_a_body_the_online_route_refuses_is_reported_with_its_param(batch_farm: BatchFarm) -> None:
+    changes = [{"max_tokens": 0}, {"temperature": "hot"}, {"messages": []}, {"messages": [{"content": "no role"}]}]
+    lines = [{**chat(i), "body": {**chat(i)["body"], **change}} for i, change in enumerate(changes, start=1)]
+    online = [batch_farm.jf.clients["a"].post("/v1/chat/completions", json=line["body"]) for line in lines]
+    assert [r.status_code for r in online] == [400] * len(lines), [r.text for r in online]
+    done = batch_farm.wait(batch_farm.submit(lines).id)
+    assert done.status == "completed" and done.request_counts.failed == len(lines), done
+    reported = {e.line: (e.code, e.param) for e in done.errors.data}
+    assert reported == {n: ("invalid_body", r.json()["error"]["param"]) for n, r in enumerate(online, start=1)}
+    assert sorted(e["custom_id"] for e in batch_farm.lines(done.error_file_id)) == [f"req-{i}" for i in range(1, len(lines) + 1)]

@@ -1,9 +1,12 @@
 """The OpenAI-compatible generation API: the farm's front door to Ray Serve.
 
-Per endpoint family, vLLM-style: ``api_router.py`` (HTTP only),
-``protocol.py`` (request/response models), ``serving.py`` (logic). Shared:
-``errors`` (OpenAI's error shape), ``upstream`` (HTTP to Serve), ``deps``
-(key, rate limit, project), ``state`` (what the app holds).
+Per endpoint family, vLLM-style: ``api_router.py`` (HTTP only) and
+``serving.py`` (logic); the request/response models are the protocol
+package :mod:`farm.openai`, shared with batch validation and the batch
+pipelines. Shared here: ``errors`` (OpenAI's error shape as HTTP answers),
+``route`` (the route class that gives every error that shape), ``upstream``
+(HTTP to Serve), ``deps`` (key, rate limit, project), ``state`` (what the
+app holds).
 """
 
 from __future__ import annotations

@@ -20,13 +20,14 @@ from sqlalchemy.exc import IntegrityError
 
 from farm import audit
 from farm.accounts import Principal, authenticate
-from farm.api.routes.openai.errors import OpenAIError, retry_after
+from farm.api.deps import load_project
+from farm.api.routes.openai.errors import retry_after
 from farm.api.routes.openai.state import Generation
-from farm.api.routes.projects import load_project
 from farm.api.runtime import Runtime
 from farm.db import Database
 from farm.db.models import Project, Role
 from farm.ids import new_id
+from farm.openai.errors import OpenAIError
 
 PROJECT_HEADER = "X-Farm-Project"
 

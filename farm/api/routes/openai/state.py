@@ -10,9 +10,10 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from farm.api.routes.openai.errors import OpenAIError, unavailable
+from farm.api.routes.openai.errors import unavailable
 from farm.api.routes.openai.upstream import ServeClient
 from farm.db import Database
+from farm.openai.errors import OpenAIError
 from farm.ratelimit import RateLimiter
 from farm.settings import Settings
 from farm.usage import UsageRecorder
@@ -49,10 +50,10 @@ class Generation:
     def registry(self) -> ModelRegistry:
         """The served models (the same registry `farm up` deployed); loaded once."""
         if self._registry is None:
-            from serve.registry import ModelRegistry  # farm never imports serve at module load
+            from serve.demo import load_registry  # farm never imports serve at module load
 
             try:
-                self._registry = ModelRegistry.from_settings(self.settings)
+                self._registry = load_registry(self.settings.models.registry_file, self.settings.models.cache_dir)
             except (OSError, ValueError) as exc:
                 raise unavailable(f"the model registry cannot be read: {exc}", retry_after_s=60) from None
             self.registry_loaded_at = int(time.time())

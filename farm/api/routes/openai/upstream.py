@@ -22,7 +22,8 @@ from typing import Any
 
 import httpx
 
-from farm.api.routes.openai.errors import OpenAIError, retry_after, unavailable
+from farm.api.routes.openai.errors import retry_after, unavailable
+from farm.openai.errors import OpenAIError
 from farm.settings import ServeSettings
 
 #: Seconds this request spent waiting on Serve (to response headers), for ``Server-Timing``.

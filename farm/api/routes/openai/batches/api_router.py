@@ -9,34 +9,28 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from farm.accounts import Principal
-from farm.api.deps import Member, RuntimeDep, SessionDep, Viewer, well_formed
+from farm.api.deps import Member, RuntimeDep, SessionDep, Viewer, load_file, owned
 from farm.api.pagination import AfterId
-from farm.api.routes.openai.batches.protocol import BatchCreate, BatchList, BatchObject
-from farm.api.routes.openai.errors import ERROR_RESPONSES, OpenAIError, OpenAIRoute
-from farm.api.routes.openai.files.api_router import load_file
+from farm.api.routes.openai.batches.serving import view
+from farm.api.routes.openai.errors import ERROR_RESPONSES
+from farm.api.routes.openai.route import OpenAIRoute
 from farm.batches import service
-from farm.db.models import Batch, Job, JobEvent, Project
+from farm.db.models import Batch, Job, Project
 from farm.jobs.service import request_cancel
 from farm.jobs.states import IllegalTransition
+from farm.openai.batches import BatchCreate, BatchList, BatchObject
+from farm.openai.errors import OpenAIError
 
 router = APIRouter(tags=["batches"], route_class=OpenAIRoute, responses=ERROR_RESPONSES)
 
 
 def load_batch(session: Session, principal: Principal, batch_id: str) -> tuple[Batch, Job]:
-    batch = session.get(Batch, batch_id) if well_formed(batch_id) else None
-    if batch is None or batch.org_id != principal.org_id:
+    batch = owned(session, principal, Batch, batch_id)
+    if batch is None:
         raise OpenAIError(404, "no such batch", param="batch_id", code="not_found")
     job = session.get(Job, batch.job_id)
     assert job is not None
     return batch, job
-
-
-def view(session: Session, batch: Batch, job: Job) -> BatchObject:
-    cancelling = session.scalars(
-        select(JobEvent.created_at).where(JobEvent.job_id == job.id, JobEvent.type == "state")
-        .where(JobEvent.data["state"].as_string() == "cancel_requested").order_by(JobEvent.seq.desc()).limit(1)
-    ).first()
-    return BatchObject.of(batch, job, cancelling)
 
 
 @router.post("/v1/batches", response_model=BatchObject)

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response
 
-from farm.api.routes.openai.completions.protocol import COMPLETION_RESPONSES, ChatCompletionRequest, CompletionRequest
 from farm.api.routes.openai.completions.serving import complete
 from farm.api.routes.openai.deps import GeneratingCaller, GenerationDep
-from farm.api.routes.openai.errors import SERVE_RESPONSES, OpenAIRoute
+from farm.api.routes.openai.errors import SERVE_RESPONSES
+from farm.api.routes.openai.route import OpenAIRoute
+from farm.openai.completions import ChatCompletionRequest, CompletionRequest
+
+COMPLETION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "An OpenAI chat.completion / text_completion object, or with `stream: true` server-sent chunks",
+        "content": {"application/json": {}, "text/event-stream": {}},
+    }
+}
 
 router = APIRouter(tags=["openai"], route_class=OpenAIRoute, responses={**SERVE_RESPONSES, **COMPLETION_RESPONSES})
 

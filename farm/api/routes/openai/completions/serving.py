@@ -18,9 +18,9 @@ import httpx
 from fastapi import Response
 from fastapi.responses import StreamingResponse
 
-from farm.api.routes.openai.completions.protocol import ChatCompletionRequest, CompletionRequest
 from farm.api.routes.openai.deps import Caller
 from farm.api.routes.openai.state import Generation
+from farm.openai.completions import ChatCompletionRequest, CompletionRequest
 from farm.usage import Usage
 
 LLM_PATHS = {"chat.completions": "/llm/v1/chat/completions", "completions": "/llm/v1/completions"}

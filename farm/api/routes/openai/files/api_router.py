@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from farm.accounts import Principal
-from farm.api.deps import Member, RuntimeDep, SessionDep, StoreDep, Viewer, well_formed
+from farm.api.deps import FileDep, Member, RuntimeDep, SessionDep, StoreDep, Viewer, load_project
 from farm.api.pagination import AfterId
-from farm.api.routes.openai.deps import PROJECT_HEADER, ProjectHeader, default_project
-from farm.api.routes.openai.errors import ERROR_RESPONSES, OpenAIError, OpenAIRoute
-from farm.api.routes.openai.files.protocol import FileDeleted, FileList, FileObject
-from farm.api.routes.projects import load_project
+from farm.api.routes.openai.deps import ProjectHeader, default_project
+from farm.api.routes.openai.errors import ERROR_RESPONSES
+from farm.api.routes.openai.route import OpenAIRoute
 from farm.api.upload import receive_upload
 from farm.batches import files as file_service
 from farm.db.models import Asset, File
+from farm.openai.errors import OpenAIError
+from farm.openai.files import FileDeleted, FileList, FileObject, Purpose
 
 router = APIRouter(tags=["files"], route_class=OpenAIRoute, responses=ERROR_RESPONSES)
 BATCH_PROJECT = "batches"
@@ -35,11 +34,8 @@ UPLOAD_BODY = {
 }
 
 
-def load_file(session: Session, principal: Principal, file_id: str) -> File:
-    f = session.get(File, file_id) if well_formed(file_id) else None
-    if f is None or f.org_id != principal.org_id:
-        raise OpenAIError(404, "no such file", param="file_id", code="not_found")
-    return f
+def file_object(f: File) -> FileObject:
+    return FileObject(id=f.id, bytes=f.bytes, created_at=int(f.created_at.timestamp()), filename=f.filename, purpose=f.purpose)
 
 
 @router.post("/v1/files", response_model=FileObject, openapi_extra=UPLOAD_BODY)
@@ -62,14 +58,14 @@ async def create_file(request: Request, principal: Member, rt: RuntimeDep, sessi
         session.commit()
         return f
 
-    return FileObject.of(await run_in_threadpool(attach))
+    return file_object(await run_in_threadpool(attach))
 
 
 @router.get("/v1/files", response_model=FileList)
 def list_files(
     principal: Viewer,
     session: SessionDep,
-    purpose: Annotated[Literal["batch", "batch_output", "batch_error", "user_data"] | None, Query()] = None,
+    purpose: Annotated[Purpose | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     after: AfterId = None,
 ) -> FileList:
@@ -79,18 +75,17 @@ def list_files(
     if after:
         stmt = stmt.where(File.id < after)
     rows = list(session.scalars(stmt.order_by(File.id.desc()).limit(limit + 1)))
-    data = [FileObject.of(f) for f in rows[:limit]]
+    data = [file_object(f) for f in rows[:limit]]
     return FileList(data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None, has_more=len(rows) > limit)
 
 
 @router.get("/v1/files/{file_id}", response_model=FileObject)
-def get_file(file_id: str, principal: Viewer, session: SessionDep) -> FileObject:
-    return FileObject.of(load_file(session, principal, file_id))
+def get_file(f: FileDep) -> FileObject:
+    return file_object(f)
 
 
 @router.get("/v1/files/{file_id}/content", response_class=StreamingResponse, responses={200: {"content": {"application/octet-stream": {}}}})
-def file_content(file_id: str, principal: Viewer, session: SessionDep, store: StoreDep) -> StreamingResponse:
-    f = load_file(session, principal, file_id)
+def file_content(f: FileDep, session: SessionDep, store: StoreDep) -> StreamingResponse:
     asset = session.get(Asset, f.asset_id)
     assert asset is not None
     return StreamingResponse(store.get(asset.object_key), media_type="application/octet-stream",
@@ -98,8 +93,8 @@ def file_content(file_id: str, principal: Viewer, session: SessionDep, store: St
 
 
 @router.delete("/v1/files/{file_id}", response_model=FileDeleted)
-def delete_file(file_id: str, principal: Member, session: SessionDep, store: StoreDep) -> FileDeleted:
-    f = load_file(session, principal, file_id)
+def delete_file(principal: Member, f: FileDep, session: SessionDep, store: StoreDep) -> FileDeleted:
+    file_id = f.id
     orphan = file_service.delete(session, principal, f)
     key = None
     if orphan:
@@ -111,6 +106,3 @@ def delete_file(file_id: str, principal: Member, session: SessionDep, store: Sto
     if key:
         store.delete(key)
     return FileDeleted(id=file_id)
-
-
-__all__ = ["PROJECT_HEADER", "router"]

@@ -8,8 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Response, UploadFile
 
 from farm.api.routes.openai.deps import GeneratingCaller, GenerationDep, RuntimeDep
-from farm.api.routes.openai.errors import SERVE_RESPONSES, OpenAIError, OpenAIRoute
-from farm.api.routes.openai.images.protocol import (
+from farm.api.routes.openai.errors import SERVE_RESPONSES
+from farm.api.routes.openai.images.serving import render
+from farm.api.routes.openai.route import OpenAIRoute
+from farm.openai.errors import OpenAIError
+from farm.openai.images import (
     MAX_N,
     MAX_PROMPT_CHARS,
     MAX_SEED,
@@ -19,7 +22,6 @@ from farm.api.routes.openai.images.protocol import (
     ImagesResponse,
     ResponseFormat,
 )
-from farm.api.routes.openai.images.serving import ImageJob, render
 
 router = APIRouter(tags=["openai"], route_class=OpenAIRoute, responses=SERVE_RESPONSES)
 
@@ -27,18 +29,7 @@ router = APIRouter(tags=["openai"], route_class=OpenAIRoute, responses=SERVE_RES
 @router.post("/v1/images/generations", response_model=ImagesResponse, response_model_exclude_none=True)
 async def generations(body: ImageGenerationRequest, caller: GeneratingCaller, gen: GenerationDep, rt: RuntimeDep) -> Response:
     """Text to image (`client.images.generate`)."""
-    job = ImageJob(
-        prompt=body.prompt,
-        model=body.model,
-        n=body.n,
-        size=body.size,
-        response_format=body.response_format,
-        negative_prompt=body.negative_prompt,
-        steps=body.steps,
-        guidance_scale=body.guidance_scale,
-        seed=body.seed,
-    )
-    return await render(gen, rt, caller, job, "images.generations")
+    return await render(gen, rt, caller, body, "images.generations")
 
 
 @router.post("/v1/images/edits", response_model=ImagesResponse, response_model_exclude_none=True)
@@ -72,17 +63,6 @@ async def edits(
         raise OpenAIError(400, "the input image is empty", param="image")
     if len(data) > limit:
         raise OpenAIError(400, f"the input image is larger than {limit} bytes", param="image")
-    job = ImageJob(
-        prompt=prompt,
-        model=model,
-        n=n,
-        size=size,
-        response_format=response_format,
-        negative_prompt=negative_prompt,
-        steps=steps,
-        guidance_scale=guidance_scale,
-        seed=seed,
-        image_b64=base64.b64encode(data).decode(),
-        strength=strength,
-    )
-    return await render(gen, rt, caller, job, "images.edits")
+    request = ImageGenerationRequest(prompt=prompt, model=model, n=n, size=size, response_format=response_format,
+                                     negative_prompt=negative_prompt, steps=steps, guidance_scale=guidance_scale, seed=seed)
+    return await render(gen, rt, caller, request, "images.edits", image_b64=base64.b64encode(data).decode(), strength=strength)

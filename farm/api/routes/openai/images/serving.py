@@ -12,7 +12,6 @@ import base64
 import io
 import json
 import time
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -21,55 +20,26 @@ from fastapi.concurrency import run_in_threadpool
 
 from farm import assets as asset_service
 from farm.api.routes.openai.deps import Caller, default_project
-from farm.api.routes.openai.images.protocol import ImageData, ResponseFormat, parse_size
 from farm.api.routes.openai.state import Generation
 from farm.api.runtime import Runtime
 from farm.db.models import Project
+from farm.openai.images import ImageData, ImageGenerationRequest
 from farm.usage import Usage
 
 
-@dataclass(frozen=True)
-class ImageJob:
-    """One images request, generation or edit, as the front door hands it on."""
+async def render(gen: Generation, rt: Runtime, caller: Caller, request: ImageGenerationRequest, endpoint: str,
+                 **edit: Any) -> Response:
+    """The images answer (``ImagesResponse``), serialized here: base64 images pass through as strings.
 
-    prompt: str
-    model: str | None
-    n: int
-    size: str | None
-    response_format: ResponseFormat
-    negative_prompt: str | None = None
-    steps: int | None = None
-    guidance_scale: float | None = None
-    seed: int | None = None
-    image_b64: str | None = None
-    strength: float | None = None
-
-    def upstream_body(self) -> dict[str, Any]:
-        width, height = parse_size(self.size)
-        body = {
-            "prompt": self.prompt,
-            "negative_prompt": self.negative_prompt,
-            "n": self.n,
-            "width": width,
-            "height": height,
-            "steps": self.steps,
-            "guidance_scale": self.guidance_scale,
-            "seed": self.seed,
-            "image_b64": self.image_b64,
-            "strength": self.strength,
-        }
-        return {k: v for k, v in body.items() if v is not None}
-
-
-async def render(gen: Generation, rt: Runtime, caller: Caller, job: ImageJob, endpoint: str) -> Response:
-    """The images answer (``ImagesResponse``), serialized here: base64 images pass through as strings."""
+    ``edit`` holds an edit's input image and strength (see ``ImageGenerationRequest.diffusion_body``).
+    """
     from serve.config import diffusion_route  # farm never imports serve at module load
 
-    spec = gen.model(job.model, "diffusion")
+    spec = gen.model(request.model, "diffusion")
     project: Project | None = None
-    if job.response_format == "url":  # settle where images go before spending replica time
+    if request.response_format == "url":  # settle where images go before spending replica time
         project = await run_in_threadpool(_target_project, rt, caller, gen.settings.serve.default_project)
-    upstream = await gen.serve.post(f"{diffusion_route(spec.name)}/generate", job.upstream_body())
+    upstream = await gen.serve.post(f"{diffusion_route(spec.name)}/generate", request.diffusion_body(**edit))
     result = upstream.json()
     images: list[dict[str, Any]] = result["data"]
     if project is not None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from farm.api.routes.openai.deps import GenerationDep, ReadingCaller
-from farm.api.routes.openai.errors import ERROR_RESPONSES, SERVE_RESPONSES, OpenAIRoute
-from farm.api.routes.openai.models.protocol import ModelList
+from farm.api.routes.openai.errors import ERROR_RESPONSES, SERVE_RESPONSES
 from farm.api.routes.openai.models.serving import list_models
+from farm.api.routes.openai.route import OpenAIRoute
+from farm.openai.models import ModelList
 
 router = APIRouter(tags=["openai"], route_class=OpenAIRoute, responses={**ERROR_RESPONSES, 503: SERVE_RESPONSES[503]})
 

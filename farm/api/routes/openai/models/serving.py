@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from farm.api.routes.openai.models.protocol import ModelCard, ModelList
 from farm.api.routes.openai.state import Generation
+from farm.openai.models import ModelCard, ModelList
 
 
 def list_models(gen: Generation) -> ModelList:

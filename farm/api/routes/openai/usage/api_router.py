@@ -9,9 +9,11 @@ from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 
 from farm.api.routes.openai.deps import GenerationDep, ReadingCaller, RuntimeDep
-from farm.api.routes.openai.errors import ERROR_RESPONSES, OpenAIError, OpenAIRoute
-from farm.api.routes.openai.usage.protocol import UsageReport
+from farm.api.routes.openai.errors import ERROR_RESPONSES
+from farm.api.routes.openai.route import OpenAIRoute
 from farm.api.routes.openai.usage.serving import usage_report
+from farm.openai.errors import OpenAIError
+from farm.openai.usage import UsageReport
 
 router = APIRouter(tags=["openai"], route_class=OpenAIRoute, responses=ERROR_RESPONSES)
 DEFAULT_WINDOW = timedelta(days=1)

@@ -7,8 +7,8 @@ from datetime import datetime
 
 from farm.accounts import Principal
 from farm.api.routes.openai.state import Generation
-from farm.api.routes.openai.usage.protocol import UsageGroup, UsageReport, UsageTotals
 from farm.api.runtime import Runtime
+from farm.openai.usage import UsageGroup, UsageReport, UsageTotals
 from farm.usage import GroupBy, summarize
 
 
