@@ -1,6 +1,9 @@
-"""Batch inference: `batch.chat` through the farm vs. bare vLLM and Hugging Face generate.
+"""Batch inference: `batch.chat` vs. bare vLLM and Hugging Face generate, `batch.images` vs. the diffusion engine alone.
 
-    .venv/bin/python benchmarks/batch.py [--requests 1000] [--big 20000] [--max-tokens 16] [--hf-batch 256]
+    .venv/bin/python benchmarks/batch.py [--requests 1000] [--big 20000] [--max-tokens 16] [--hf-batch 256] [--images 256]
+
+A quick look at both figures: ``--requests 200 --big 0 --images 128`` (a few
+minutes on two cores); ``--requests 0`` runs the images figure alone.
 
 One run, the same chat prompts and the tiny demo model (``tiny-llama``,
 built by ``serve.demo_models`` into ``.farm/test-models`` or
@@ -13,9 +16,10 @@ farm
     client uploads an OpenAI batch input file (``files.create``), creates the
     batch and polls ``batches.retrieve`` every 0.25 s until it is terminal.
     Tokens are the sum of ``usage.completion_tokens`` in the output file.
-    The runner (``python -m pipelines.run``, the Ray Job's driver) validates
-    the file, runs it through ``ray.data.llm`` (chat template, tokenize, a
-    vLLM engine actor, detokenize), writes part files, then merges them.
+    The runner (``python -m farm.runner``, the Ray Job's driver) validates
+    the file, runs it through the LLM stage (``ray.data.llm``: chat template,
+    a vLLM engine actor that tokenizes and detokenizes), writes part files,
+    then merges them.
 vLLM
     ``vllm.LLM(model, **DEMO_LLM_ENGINE_KWARGS)`` in a subprocess (vLLM spawns
     its engine core), then ``generate`` on the N prompts, then on the big
@@ -78,6 +82,27 @@ machine's total) every 0.25 s, to show where the cores went.
 The sides run in the order vLLM, farm (N), HF, farm (big), all while the
 Ray head and the idle control plane are up, and the 1-minute load average is
 printed before and after each, as a hint of how busy the machine was.
+
+The images figure (``--images N``) sends N image requests (``tiny-sd``,
+64x64, 4 steps, one image each, seeds 0..N-1) to both sides:
+
+farm
+    an OpenAI batch of ``/v1/images/generations`` lines through the same
+    embedded farm: the runner renders them with the diffusion stage (the
+    engine in a Ray Data actor pool, compatible requests batched) and records
+    every PNG as an asset of the batch's project.
+diffusion engine
+    ``DiffusersEngine.from_spec`` of the same registry entry (what a Serve
+    replica and the farm's stage hold) in a subprocess, rendering the same
+    requests in calls of ``max_batch_size`` images, PNG bytes returned and
+    nothing stored. It gets the threads Ray gives one of the farm's actors
+    (``OMP_NUM_THREADS`` = the entry's ``cpus``): torch's default of a
+    thread per core crawls on a busy machine.
+
+Spans as above: end to end (batch created -> job finished; process spawned
+-> last image), in the runner (``in_progress_at`` -> ``finalizing_at``;
+engine construction + rendering) and steady state (first -> last items
+recorded; rendering only).
 """
 
 from __future__ import annotations
@@ -92,6 +117,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -102,6 +128,9 @@ if str(REPO) not in sys.path:  # run as a script: make the farm importable
     sys.path.insert(0, str(REPO))
 
 MODEL = "tiny-llama"
+IMAGE_MODEL = "tiny-sd"
+IMAGE_SIZE, IMAGE_STEPS = 64, 4
+RUNNER = "farm.runner"  # the Ray Job driver's module, as its command line names it
 POLL_S = 0.25
 RSS_PERIOD_S = 0.1
 CPU_PERIOD_S = 0.25
@@ -127,11 +156,17 @@ def cycled(texts: list[str], n: int) -> list[str]:
     return [texts[i % len(texts)] for i in range(n)]
 
 
-def model_path() -> Path:
+def model_paths() -> dict[str, Path]:
     from serve.demo_models import build_demo_models
 
     cache = Path(os.environ.get("FARM_TEST_MODEL_CACHE") or REPO / ".farm" / "test-models")
-    return build_demo_models(cache)[MODEL]
+    return build_demo_models(cache)
+
+
+def image_bodies(n: int) -> list[dict[str, Any]]:
+    """N image requests (OpenAI ``/v1/images/generations`` bodies), the same on every run."""
+    return [{"model": IMAGE_MODEL, "prompt": f"storyboard frame {i}: " + " ".join(WORDS[(i * 3 + k) % len(WORDS)] for k in range(8)),
+             "size": f"{IMAGE_SIZE}x{IMAGE_SIZE}", "n": 1, "seed": i, "steps": IMAGE_STEPS} for i in range(n)]
 
 
 def render(tokenizer: Any, texts: list[str]) -> list[str]:
@@ -165,7 +200,7 @@ def worker_vllm(model: str, texts: list[str], max_tokens: int, big: int, load: f
     from transformers import AutoTokenizer
     from vllm import LLM, SamplingParams
 
-    from serve.registry import DEMO_LLM_ENGINE_KWARGS
+    from serve.demo import DEMO_LLM_ENGINE_KWARGS
 
     # Text prompts: vLLM tokenizes inside generate, as it does inside the farm's engine
     # actor, so tokenizing is timed on both sides.
@@ -189,6 +224,31 @@ def worker_vllm(model: str, texts: list[str], max_tokens: int, big: int, load: f
                 hog.kill()
         r["big_counts"] = [len(o.outputs[0].token_ids) for o in outs]
         r["big_prompt_tokens"] = sum(len(o.prompt_token_ids or ()) for o in outs)
+    return r
+
+
+def worker_diffusion(registry: str, bodies: list[dict[str, Any]]) -> dict[str, Any]:
+    """The registry's diffusion engine alone on the requests: calls of ``max_batch_size`` compatible images."""
+    import asyncio
+
+    from farm.openai.images import ImageGenerationRequest
+    from serve.diffusion.engine import DiffusersEngine
+    from serve.diffusion.protocol import ImageRequest, group_compatible
+    from serve.registry import ModelRegistry
+
+    r: dict[str, Any] = {"imported": time.time()}
+    spec = ModelRegistry.from_yaml(registry).get(IMAGE_MODEL)
+    loop = asyncio.new_event_loop()
+    engine = DiffusersEngine.from_spec(spec)
+    loop.run_until_complete(engine.start())
+    r["engine_ready"] = time.time()
+    requests = [ImageRequest.model_validate(ImageGenerationRequest.model_validate(b).diffusion_body()) for b in bodies]
+    jobs = [job for request in requests for job in request.jobs(engine.defaults)]
+    images = 0
+    for group in group_compatible(jobs):
+        for start in range(0, len(group), spec.max_batch_size):
+            images += len(loop.run_until_complete(engine.generate([jobs[i] for i in group[start:start + spec.max_batch_size]])))
+    r["done"], r["images"] = time.time(), images
     return r
 
 
@@ -216,6 +276,23 @@ def worker_hf(model: str, texts: list[str], max_tokens: int, batch: int) -> dict
                 counts[i] = row.index(eos) + 1 if eos in row else len(row)  # the EOS counts, as in vLLM
     r["done"], r["counts"] = time.time(), counts
     return r
+
+
+@dataclass
+class ImageSide:
+    """One side of the images figure; times are seconds."""
+
+    name: str
+    images: int = 0
+    end_to_end: float = float("nan")
+    in_runner: float = float("nan")
+    steady: float = float("nan")
+    ok: bool = True
+    note: str = ""
+
+    def rate(self, span: str) -> float:
+        t = getattr(self, span)
+        return self.images / t if t > 0 else float("nan")
 
 
 @dataclass
@@ -247,7 +324,7 @@ ENGINE = "vLLM engine core + worker processes"
 FRONT = "vLLM front end (farm: the Ray Data actor; bare: the LLM process)"
 STAGES = "Ray Data CPU stages (chat template, tokenize, detokenize, read, filter, postprocess)"
 GROUPS = (
-    ("pipelines.run", "runner = Ray Job driver (validation, Ray Data driver, part files, items)"),
+    (RUNNER, "runner = Ray Job driver (validation, Ray Data driver, part files, items)"),
     ("VLLM::", ENGINE), ("spawn_main", ENGINE),
     ("vLLMEngineStageUDF", FRONT), ("--worker vllm", FRONT),
     ("--worker hf", "Hugging Face process"), ("# co-load", "synthetic co-load (bare vLLM + the farm's co-load only)"),
@@ -407,6 +484,29 @@ def run_peer(kind: str, texts: list[str], model: Path, args: argparse.Namespace,
     return sides
 
 
+def run_engine(bodies: list[dict[str, Any]], registry: Path, logdir: Path) -> ImageSide:
+    """The diffusion engine alone on the image requests, in a subprocess with the threads Ray gives the farm's actor."""
+    from serve.registry import ModelRegistry
+
+    cpus = ModelRegistry.from_yaml(registry).get(IMAGE_MODEL).cpus
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, int(cpus)))}  # what Ray sets for an actor of that many CPUs
+    requests = logdir / "images.json"
+    requests.write_text(json.dumps(bodies))
+    log = logdir / "diffusion.log"
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "diffusion", "--registry", str(registry), "--prompts", str(requests)]
+    spawned = time.time()
+    with log.open("w") as fh:
+        code = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO, env=env).returncode
+    name = f"diffusion engine alone ({len(bodies):,})"
+    lines = [x for x in log.read_text().splitlines() if x.startswith("BENCH_RESULT ")]
+    if code != 0 or not lines:
+        tail = "\n".join(log.read_text().splitlines()[-30:])
+        return ImageSide(name, ok=False, note=f"exit {code}, log {log}:\n{tail}")
+    r = json.loads(lines[-1].removeprefix("BENCH_RESULT "))
+    return ImageSide(name, r["images"], end_to_end=r["done"] - spawned, in_runner=r["done"] - r["imported"],
+                     steady=r["done"] - r["engine_ready"])
+
+
 # --- the farm ------------------------------------------------------------------------------
 
 
@@ -447,7 +547,7 @@ class RunnerMemory(threading.Thread):
                 if pid and pid not in self.pids:
                     try:
                         candidate = psutil.Process(pid)
-                        if "pipelines.run" in " ".join(candidate.cmdline()):
+                        if RUNNER in " ".join(candidate.cmdline()):
                             proc = candidate
                             self.pids.append(pid)
                     except psutil.Error:
@@ -471,18 +571,19 @@ class RunnerMemory(threading.Thread):
 
 
 class FarmSide:
-    def __init__(self, home: Path, head: Any, model: Path, max_lines: int) -> None:
+    def __init__(self, home: Path, head: Any, models: dict[str, Path], max_lines: int) -> None:
         import yaml
 
         from farm.bootstrap import create_org_with_admin
         from farm.embedded import EmbeddedFarm
         from farm.settings import Settings
-        from serve.registry import DEMO_LLM_ENGINE_KWARGS
+        from serve.demo import DEMO_LLM_ENGINE_KWARGS
 
         self.head_pid = head.pid
-        registry = home.parent / "models.yaml"
+        self.registry = registry = home.parent / "models.yaml"
         registry.write_text(yaml.safe_dump({"models": [
-            {"name": MODEL, "kind": "llm", "source": str(model), "engine_kwargs": dict(DEMO_LLM_ENGINE_KWARGS)}]}))
+            {"name": MODEL, "kind": "llm", "source": str(models[MODEL]), "engine_kwargs": dict(DEMO_LLM_ENGINE_KWARGS)},
+            {"name": IMAGE_MODEL, "kind": "diffusion", "source": str(models[IMAGE_MODEL])}]}))
         self.settings = Settings(
             home=home, api={"port": free_port()}, ray={"dashboard_url": head.dashboard_url, "address": head.address},
             dispatch={"poll_s": 0.2}, models={"registry_file": registry}, batch={"max_lines": max(max_lines, 50_000)},
@@ -495,26 +596,51 @@ class FarmSide:
     def stop(self) -> None:
         self.farm.stop()
 
-    def run(self, texts: list[str], max_tokens: int, timeout_s: float) -> tuple[Side, RunnerMemory]:
+    def submit(self, endpoint: str, bodies: list[dict[str, Any]], timeout_s: float,
+               created: Callable[[Any], None] | None = None) -> tuple[Any, Any, float, float]:
+        """Upload the input file, create the batch (then call ``created``), poll until it ends: (client, batch, sent, seen)."""
         from openai import OpenAI
 
-        name = f"farm batch.chat ({len(texts):,})"
         client = OpenAI(base_url=f"{self.settings.base_url}/v1", api_key=self.key, max_retries=0, timeout=300)
-        body = "".join(json.dumps({"custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions",
-                                   "body": {"model": MODEL, "messages": [{"role": "user", "content": t}], "max_tokens": max_tokens,
-                                            "temperature": 0}}) + "\n" for i, t in enumerate(texts))
+        body = "".join(json.dumps({"custom_id": f"req-{i}", "method": "POST", "url": endpoint, "body": b}) + "\n" for i, b in enumerate(bodies))
         f = client.files.create(file=("requests.jsonl", body.encode()), purpose="batch")
-        cpu = CpuProfile(self.head_pid)
-        cpu.start()
         sent = time.time()
-        batch = client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
-        memory = RunnerMemory(self.settings.db.url, batch.job_id)  # type: ignore[attr-defined]
-        memory.start()
+        batch = client.batches.create(input_file_id=f.id, endpoint=endpoint, completion_window="24h")  # type: ignore[arg-type]
+        if created is not None:
+            created(batch)
         deadline = time.monotonic() + timeout_s
         while batch.status not in TERMINAL and time.monotonic() < deadline:
             time.sleep(POLL_S)
             batch = client.batches.retrieve(batch.id)
-        seen = time.time()
+        return client, batch, sent, time.time()
+
+    def run_images(self, bodies: list[dict[str, Any]], timeout_s: float) -> ImageSide:
+        name = f"farm batch.images ({len(bodies):,})"
+        client, batch, sent, seen = self.submit("/v1/images/generations", bodies, timeout_s)
+        if batch.status != "completed" or batch.request_counts.failed:
+            return ImageSide(name, ok=False, note=f"batch {batch.id} is {batch.status} after {seen - sent:.0f} s: {batch.request_counts} {batch.errors}")
+        images = sum(len(json.loads(raw)["response"]["body"]["data"])
+                     for raw in client.files.content(batch.output_file_id).text.splitlines() if raw.strip())
+        t, progress = self._moments(batch)
+        first = next((at for at, n in progress if n > 0), None)
+        last = next((at for at, n in progress if n == len(bodies)), None)
+        return ImageSide(name, images, end_to_end=t["finished"] - t["created"],  # type: ignore[operator]
+                         in_runner=t["finalizing"] - t["in_progress"],  # type: ignore[operator]
+                         steady=(last - first) if first is not None and last is not None and last > first else float("nan"))
+
+    def run(self, texts: list[str], max_tokens: int, timeout_s: float) -> tuple[Side, RunnerMemory]:
+        name = f"farm batch.chat ({len(texts):,})"
+        bodies = [{"model": MODEL, "messages": [{"role": "user", "content": t}], "max_tokens": max_tokens, "temperature": 0} for t in texts]
+        cpu = CpuProfile(self.head_pid)
+        cpu.start()
+        runner: list[RunnerMemory] = []
+
+        def watch(batch: Any) -> None:
+            runner.append(RunnerMemory(self.settings.db.url, batch.job_id))
+            runner[0].start()
+
+        client, batch, sent, seen = self.submit("/v1/chat/completions", bodies, timeout_s, watch)
+        memory = runner[0]
         for thread in (memory, cpu):
             thread.stop.set()
             thread.join()
@@ -535,8 +661,8 @@ class FarmSide:
             side.ok, side.note = False, f"{batch.request_counts.failed} requests failed"  # type: ignore[union-attr]
         return side, memory
 
-    def _timeline(self, name: str, batch: Any, usage: dict[int, dict[str, int]], max_tokens: int, sent: float, seen: float,
-                  engine_ready: float | None) -> Side:
+    def _moments(self, batch: Any) -> tuple[dict[str, float | None], list[tuple[float | None, int]]]:
+        """The batch's and its job's timestamps, and (time, requests succeeded) of each progress event."""
         from sqlalchemy import select
 
         from farm.db import Job, JobEvent
@@ -551,6 +677,11 @@ class FarmSide:
                                           .order_by(JobEvent.seq.desc()).limit(1)).first())
             progress = [(aware(e.created_at), int(e.data.get("succeeded") or 0)) for e in s.scalars(
                 select(JobEvent).where(JobEvent.job_id == job.id, JobEvent.type == "progress").order_by(JobEvent.seq))]
+        return t, progress
+
+    def _timeline(self, name: str, batch: Any, usage: dict[int, dict[str, int]], max_tokens: int, sent: float, seen: float,
+                  engine_ready: float | None) -> Side:
+        t, progress = self._moments(batch)
         # a recording (ctx.flush) inserts its items, then a progress event, in one transaction
         done = max((n for _, n in progress), default=0)
         first = next((at for at, n in progress if n > 0), None)
@@ -601,8 +732,7 @@ def per_cpu(side: Side | None, window: str) -> float:
     return side.tokens / cpu if cpu > 0 else float("nan")
 
 
-def report(out: Any, args: argparse.Namespace, sides: dict[str, Side], mem: dict[str, RunnerMemory],
-           loads: list[tuple[str, float]], took: float) -> None:
+def report(out: Any, args: argparse.Namespace, sides: dict[str, Side], mem: dict[str, RunnerMemory]) -> None:
     from rich.table import Table
 
     farm_n, farm_big = sides.get("farm"), sides.get("farm big")
@@ -710,7 +840,7 @@ def report(out: Any, args: argparse.Namespace, sides: dict[str, Side], mem: dict
         small, big = mem["farm"], mem["farm big"]
         r = big.peak / small.peak if small.peak else float("nan")
         met = "[green]met" if r <= 1.5 else "[red]missed"
-        memt = Table(title="runner RSS: the Ray Job driver `python -m pipelines.run` only (not its children), sampled every 0.1 s")
+        memt = Table(title=f"runner RSS: the Ray Job driver `python -m {RUNNER}` only (not its children), sampled every 0.1 s")
         for col in ("batch", "samples", "first sample", "at first items recorded", "peak"):
             memt.add_column(col, justify="left" if col == "batch" else "right")
         for s, m in ((farm_n, small), (farm_big, big)):
@@ -720,33 +850,54 @@ def report(out: Any, args: argparse.Namespace, sides: dict[str, Side], mem: dict
         out.print(f"peak RSS {args.big:,} / {args.requests:,} requests = ×{r:.2f} (target ≤ ×1.5: {met}[/]); "
                   "the vLLM engine runs in a Ray actor, not in the driver")
 
-    out.print("load average (1 min): " + ", ".join(f"{label} {v:.1f}" for label, v in loads))
-    out.print(f"benchmark took {took:.0f} s in all")
-    for s in sides.values():
-        if not s.ok:
-            out.print(f"[red]{s.name}: {s.note}")
+
+def report_images(out: Any, args: argparse.Namespace, farm: ImageSide, engine: ImageSide) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"images/s: {args.images:,} image requests ({IMAGE_MODEL}, {IMAGE_SIZE}x{IMAGE_SIZE}, {IMAGE_STEPS} steps, "
+                        "one image each)")
+    for col in ("side", "images", "end to end", "img/s", "in the runner", "img/s", "steady state", "img/s"):
+        table.add_column(col, justify="left" if col == "side" else "right")
+    for side in (farm, engine):
+        if not side.ok:
+            table.add_row(side.name, "[red]failed", *[""] * 6)
+            continue
+        table.add_row(side.name, f"{side.images:,}", *(cell for span in ("end_to_end", "in_runner", "steady")
+                                                       for cell in (f"{getattr(side, span):.1f} s", f"{side.rate(span):,.1f}")))
+    if farm.ok and engine.ok:
+        table.add_row("farm / engine alone", "", "", f"×{farm.rate('end_to_end') / engine.rate('end_to_end'):.2f}",
+                      "", f"×{farm.rate('in_runner') / engine.rate('in_runner'):.2f}", "", f"×{farm.rate('steady') / engine.rate('steady'):.2f}")
+    out.print(table)
+    out.print("end to end: farm batch created -> job finished, engine process spawned -> last image; in the runner: farm "
+              "in_progress_at -> finalizing_at, engine construction + rendering; steady state: farm first -> last items recorded "
+              "(– when they all arrived at once), engine rendering only. The farm also stores every PNG and records it as an asset.")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--requests", type=int, default=1000, help="chat requests in the measured batch (default 1,000)")
+    parser.add_argument("--requests", type=int, default=1000, help="chat requests in the measured batch (default 1,000; 0 skips batch.chat)")
     parser.add_argument("--big", type=int, default=20_000, help="requests in the big batch: steady state and memory (default 20,000; 0 skips it)")
     parser.add_argument("--max-tokens", type=int, default=16, help="max_tokens of every request (default 16)")
     parser.add_argument("--hf-batch", type=int, default=256, help="prompts per Hugging Face generate call (default 256)")
     parser.add_argument("--timeout-s", type=float, default=3600, help="give up on a batch after this long")
     parser.add_argument("--no-co-load", action="store_true", help="skip bare vLLM with the farm's co-load (about 80 s)")
-    parser.add_argument("--worker", choices=("vllm", "hf"), help=argparse.SUPPRESS)
+    parser.add_argument("--images", type=int, default=256, help="image requests in the batch.images figure (default 256; 0 skips it)")
+    parser.add_argument("--worker", choices=("vllm", "hf", "diffusion"), help=argparse.SUPPRESS)
+    parser.add_argument("--registry", help=argparse.SUPPRESS)
     parser.add_argument("--co-load", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--prompts", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:
-        texts = json.loads(Path(args.prompts).read_text())
-        if args.worker == "vllm":
-            result = worker_vllm(args.model, texts, args.max_tokens, args.big, args.co_load)
+        if args.worker == "diffusion":
+            result = worker_diffusion(args.registry, json.loads(Path(args.prompts).read_text()))
         else:
-            result = worker_hf(args.model, texts, args.max_tokens, args.hf_batch)
+            texts = json.loads(Path(args.prompts).read_text())
+            if args.worker == "vllm":
+                result = worker_vllm(args.model, texts, args.max_tokens, args.big, args.co_load)
+            else:
+                result = worker_hf(args.model, texts, args.max_tokens, args.hf_batch)
         print("BENCH_RESULT " + json.dumps(result), flush=True)
         return 0
 
@@ -758,29 +909,33 @@ def main(argv: list[str] | None = None) -> int:
     out = Console(width=None if sys.stdout.isatty() else 180)
     started = time.monotonic()
     loads = [("before", os.getloadavg()[0])]
-    model = model_path()
+    models = model_paths()
+    model = models[MODEL]
     texts = prompt_texts(args.requests)
     out.print(f"[bold]Batch inference[/]: {args.requests:,} chat requests (big batch: {args.big:,}, the same prompts cycled), "
-              f"max_tokens {args.max_tokens}, temperature 0, no ignore_eos (the farm does not forward it), model {MODEL} ({model})\n"
+              f"max_tokens {args.max_tokens}, temperature 0, no ignore_eos (the farm does not forward it), model {MODEL} ({model}); "
+              f"{args.images:,} image requests, model {IMAGE_MODEL}\n"
               f"machine: {os.cpu_count()} cores, {platform.system()} {platform.machine()}, Python {platform.python_version()}; "
               f"Ray head with 8 logical CPUs; farm on SQLite; load average (1 min) {loads[0][1]:.1f} before")
 
     sides: dict[str, Side] = {}
     mem: dict[str, RunnerMemory] = {}
+    images: dict[str, ImageSide] = {}
     with LocalRayHead(num_cpus=8) as head, tempfile.TemporaryDirectory(prefix="farm-batch-bench-") as tmp:
-        farm = FarmSide(Path(tmp) / "home", head, model, args.big)
+        farm = FarmSide(Path(tmp) / "home", head, models, args.big)
         try:
-            err.log(f"bare vLLM: {args.requests:,} requests, then {args.big:,}")
-            for key, side in zip(("vllm", "vllm big"), run_peer("vllm", texts, model, args, Path(tmp))):
-                sides[key] = side
-            loads.append(("after vLLM", os.getloadavg()[0]))
-            err.log(f"farm: batch of {args.requests:,} requests")
-            sides["farm"], mem["farm"] = farm.run(texts, args.max_tokens, args.timeout_s)
-            loads.append(("after farm N", os.getloadavg()[0]))
-            err.log(f"Hugging Face: {args.requests:,} requests")
-            sides["hf"] = run_peer("hf", texts, model, args, Path(tmp))[0]
-            loads.append(("after HF", os.getloadavg()[0]))
-            if args.big:
+            if args.requests:
+                err.log(f"bare vLLM: {args.requests:,} requests, then {args.big:,}")
+                for key, side in zip(("vllm", "vllm big"), run_peer("vllm", texts, model, args, Path(tmp))):
+                    sides[key] = side
+                loads.append(("after vLLM", os.getloadavg()[0]))
+                err.log(f"farm: batch of {args.requests:,} requests")
+                sides["farm"], mem["farm"] = farm.run(texts, args.max_tokens, args.timeout_s)
+                loads.append(("after farm N", os.getloadavg()[0]))
+                err.log(f"Hugging Face: {args.requests:,} requests")
+                sides["hf"] = run_peer("hf", texts, model, args, Path(tmp))[0]
+                loads.append(("after HF", os.getloadavg()[0]))
+            if args.requests and args.big:
                 err.log(f"farm: batch of {args.big:,} requests")
                 sides["farm big"], mem["farm big"] = farm.run(cycled(texts, args.big), args.max_tokens, args.timeout_s)
                 loads.append(("after farm big", os.getloadavg()[0]))
@@ -789,11 +944,27 @@ def main(argv: list[str] | None = None) -> int:
                     err.log(f"bare vLLM: {args.big:,} requests beside {extra:.2f} cores of co-load (the farm's own processes' extra)")
                     sides["vllm co-load"] = run_peer("vllm", texts, model, args, Path(tmp), extra)[-1]
                     loads.append(("after co-load", os.getloadavg()[0]))
+            if args.images:
+                bodies = image_bodies(args.images)
+                err.log(f"diffusion engine alone: {args.images:,} image requests")
+                images["engine"] = run_engine(bodies, farm.registry, Path(tmp))
+                loads.append(("after the engine", os.getloadavg()[0]))
+                err.log(f"farm: batch of {args.images:,} image requests")
+                images["farm"] = farm.run_images(bodies, args.timeout_s)
+                loads.append(("after farm images", os.getloadavg()[0]))
         finally:
             farm.stop()
-    order = ("farm", "farm big", "vllm", "vllm big", "vllm co-load", "hf")
-    report(out, args, {k: sides[k] for k in order if k in sides}, mem, loads, time.monotonic() - started)
-    return 1 if any(not s.ok for s in sides.values()) else 0
+    if sides:
+        order = ("farm", "farm big", "vllm", "vllm big", "vllm co-load", "hf")
+        report(out, args, {k: sides[k] for k in order if k in sides}, mem)
+    if images:
+        report_images(out, args, images["farm"], images["engine"])
+    out.print("load average (1 min): " + ", ".join(f"{label} {v:.1f}" for label, v in loads))
+    out.print(f"benchmark took {time.monotonic() - started:.0f} s in all")
+    failed = [s for s in (*sides.values(), *images.values()) if not s.ok]
+    for s in failed:
+        out.print(f"[red]{s.name}: {s.note}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

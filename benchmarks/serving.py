@@ -250,7 +250,7 @@ def offline_worker(model: str, prompts_json: str, lengths_json: str) -> None:
     from vllm import LLM as VLLM
     from vllm import SamplingParams
 
-    from serve.registry import DEMO_LLM_ENGINE_KWARGS
+    from serve.demo import DEMO_LLM_ENGINE_KWARGS
 
     prompts = json.loads(prompts_json)
     llm = VLLM(model=model, seed=0, **DEMO_LLM_ENGINE_KWARGS)
@@ -344,7 +344,7 @@ def _start_front_door(settings: Any, cwd: Path) -> subprocess.Popen[bytes]:
 
 
 def _registry(models: dict[str, Path], batch_wait: float) -> list[dict[str, Any]]:
-    from serve.registry import DEMO_LLM_ENGINE_KWARGS
+    from serve.demo import DEMO_LLM_ENGINE_KWARGS
 
     sd = {"kind": "diffusion", "source": str(models["tiny-sd"]), "cpus": 2, "max_ongoing_requests": 64,
           "max_queued_requests": 256, "batch_wait_timeout_s": batch_wait}

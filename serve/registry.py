@@ -1,9 +1,12 @@
 """The model registry: which served model name runs what weights, and how.
 
-A laptop serves the tiny demo models built by :mod:`serve.demo_models`; a GPU
-cluster points ``FARM_MODELS__REGISTRY_FILE`` at a YAML file naming hub ids or
-paths (see ``serve/models.example.yaml``). Swapping weights is configuration,
-never code.
+The one place a model's engine, resources and scaling are written down: Serve's
+config (:mod:`serve.llm`, :mod:`serve.diffusion.app`) and the batch pipelines'
+model stages (``pipelines.stages.models``) are both derived from a
+:class:`ModelSpec`. A laptop serves the tiny demo models (:mod:`serve.demo`);
+a GPU cluster points ``FARM_MODELS__REGISTRY_FILE`` at a YAML file naming hub
+ids or paths (see ``serve/models.example.yaml``). Swapping weights is
+configuration, never code.
 
 YAML shape::
 
@@ -22,30 +25,12 @@ YAML shape::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import Any, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from serve.demo_models import LLM_MAX_MODEL_LEN, TINY_LLAMA, TINY_SD
-
-if TYPE_CHECKING:
-    from farm.settings import Settings
-
 ModelKind = Literal["llm", "diffusion"]
-
-# vLLM engine arguments that start tiny-llama on a small CPU box in ~30 s
-# (tests/serve/test_demo_models.py runs vLLM with exactly these).
-DEMO_LLM_ENGINE_KWARGS: dict[str, Any] = {
-    "max_model_len": LLM_MAX_MODEL_LEN,
-    "max_num_seqs": 8,
-    # torch.compile/inductor adds ~20 s on two cores and buys nothing here.
-    "enforce_eager": True,
-    # Without an explicit size vLLM's CPU worker wants 90% of RAM free; this
-    # is the engine-argument form of VLLM_CPU_KVCACHE_SPACE (which, if set,
-    # overrides it). tiny-llama needs 1 KiB per token, so 256 MiB is plenty.
-    "kv_cache_memory_bytes": 256 << 20,
-}
 
 
 class ModelSpec(BaseModel):
@@ -117,22 +102,6 @@ class ModelRegistry(BaseModel):
         return _RegistryFile(models=specs).to_registry()
 
     @classmethod
-    def default(cls, cache_dir: Path) -> ModelRegistry:
-        """The demo models under ``cache_dir`` (build them with ``build_demo_models``)."""
-        cache_dir = Path(cache_dir).expanduser().resolve()
-        return cls.from_specs(
-            [
-                ModelSpec(
-                    name=TINY_LLAMA,
-                    kind="llm",
-                    source=str(cache_dir / TINY_LLAMA),
-                    engine_kwargs=dict(DEMO_LLM_ENGINE_KWARGS),
-                ),
-                ModelSpec(name=TINY_SD, kind="diffusion", source=str(cache_dir / TINY_SD)),
-            ]
-        )
-
-    @classmethod
     def from_yaml(cls, path: Path | str) -> ModelRegistry:
         """Load and validate a registry file; bad content raises ``pydantic.ValidationError``."""
         path = Path(path)
@@ -144,20 +113,6 @@ class ModelRegistry(BaseModel):
                 title=f"model registry {path}", line_errors=exc.errors(), hide_input=False
             ) from None
         return registry_file.to_registry()
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ModelRegistry:
-        """The configured registry file if one is set, else the demo models.
-
-        A registry file that is configured but missing is an error, not a
-        silent fall-back to the demo models.
-        """
-        registry_file = settings.models.registry_file
-        if registry_file is not None:
-            if not Path(registry_file).is_file():
-                raise FileNotFoundError(f"model registry file not found: {registry_file}")
-            return cls.from_yaml(registry_file)
-        return cls.default(settings.models.cache_dir)
 
 
 class _RegistryFile(BaseModel):

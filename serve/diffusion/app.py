@@ -3,8 +3,8 @@
 ``build_app`` is an application builder: a Serve config file names it as
 ``import_path: serve.diffusion.app:build_app`` with the model spec as
 ``args``, so ``farm up``, ``serve deploy`` and a KubeRay RayService all build
-the same thing. Autoscaling and back-pressure are read from the spec exactly
-as the LLM deployments read theirs (:mod:`serve.llm`).
+the same thing. Autoscaling and back-pressure come from the spec through the
+same builder as the LLM deployments' (:mod:`serve.scaling`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from ray.serve import Application
 
 from serve.diffusion.protocol import ImageLimits
 from serve.registry import ModelSpec
+from serve.scaling import scaling_options
 
 
 class DiffusionAppArgs(BaseModel):
@@ -36,16 +37,7 @@ def deployment_options(spec: ModelSpec, backpressure_status: int = 503) -> dict[
     if spec.accelerator_type:
         actor["accelerator_type"] = spec.accelerator_type
     return {
-        "autoscaling_config": {
-            "min_replicas": spec.min_replicas,
-            "initial_replicas": max(spec.min_replicas, 1),
-            "max_replicas": spec.max_replicas,
-            "target_ongoing_requests": spec.target_ongoing_requests,
-            "upscale_delay_s": spec.upscale_delay_s,
-            "downscale_delay_s": spec.downscale_delay_s,
-        },
-        "max_ongoing_requests": spec.max_ongoing_requests,
-        "max_queued_requests": spec.max_queued_requests,
+        **scaling_options(spec),
         "backpressure_config": {"status_code": backpressure_status, "retry_after_s": spec.retry_after_s},
         "ray_actor_options": actor,
         # vLLM-sized defaults would wait 30 s on a wedged engine; images are quick.

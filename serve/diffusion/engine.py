@@ -2,8 +2,9 @@
 
 ``LLMEngine`` in ``ray.serve.llm`` is ``start`` / ``check_health`` / async
 generation; :class:`DiffusionEngine` is the same for images, so the Serve
-deployment (and later Ray Data stages such as ``video.restyle``) hold an
-engine and never a diffusers pipeline. :meth:`DiffusionEngine.generate`
+deployment and the batch pipelines' diffusion stage
+(``pipelines.stages.models.diffusion``) hold an engine and never a diffusers
+pipeline. :meth:`DiffusionEngine.generate`
 takes jobs that share one batch key and renders them in one pipeline call.
 """
 
@@ -14,9 +15,12 @@ import asyncio
 import io
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from serve.diffusion.protocol import ImageDefaults, ImageJob
+
+if TYPE_CHECKING:
+    from serve.registry import ModelSpec
 
 # engine_kwargs that set call defaults; the rest go to ``from_pretrained``.
 CALL_DEFAULTS = ("width", "height", "num_inference_steps", "guidance_scale")
@@ -74,6 +78,11 @@ class DiffusersEngine(DiffusionEngine):
         self._img2img: Any = None
         self._defaults: ImageDefaults | None = None
         self._failure: BaseException | None = None
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec) -> DiffusersEngine:
+        """The engine of a registry entry: what a Serve replica and a batch stage both hold."""
+        return cls(spec.source, spec.engine_kwargs, max_batch_size=spec.max_batch_size)
 
     async def start(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._load)

@@ -70,9 +70,7 @@ class DiffusionServer:
     async def __init__(self, spec: dict[str, Any], limits: dict[str, Any] | None = None) -> None:
         self.spec = ModelSpec.model_validate(spec)
         self.limits = ImageLimits.model_validate(limits or {})
-        self.engine: DiffusionEngine = DiffusersEngine(
-            self.spec.source, self.spec.engine_kwargs, max_batch_size=self.spec.max_batch_size
-        )
+        self.engine: DiffusionEngine = DiffusersEngine.from_spec(self.spec)
         await self.engine.start()
         self._render.set_max_batch_size(self.spec.max_batch_size)
         self._render.set_batch_wait_timeout_s(self.spec.batch_wait_timeout_s)

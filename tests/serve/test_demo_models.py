@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from serve import demo_models as dm
-from serve.registry import DEMO_LLM_ENGINE_KWARGS
+from serve.demo import DEMO_LLM_ENGINE_KWARGS
 
 VLLM_SCRIPT = Path(__file__).with_name("vllm_generate.py")
 

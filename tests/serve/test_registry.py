@@ -1,14 +1,16 @@
-"""The model registry: defaults, YAML files, validation, settings."""
+"""The model registry: the demo entries, YAML files, validation, what settings point at."""
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from farm.settings import Settings
-from serve.registry import DEMO_LLM_ENGINE_KWARGS, ModelRegistry, ModelSpec
+from serve.demo import DEMO_LLM_ENGINE_KWARGS, demo_registry, load_registry
+from serve.registry import ModelRegistry, ModelSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO_ROOT / "serve" / "models.example.yaml"
@@ -21,7 +23,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_default_points_at_the_demo_models(tmp_path):
-    registry = ModelRegistry.default(tmp_path)
+    registry = demo_registry(tmp_path)
     assert registry.names() == ["tiny-llama", "tiny-sd"]
     llm, sd = registry.get("tiny-llama"), registry.get("tiny-sd")
     assert (llm.kind, sd.kind) == ("llm", "diffusion")
@@ -36,13 +38,13 @@ def test_default_points_at_the_demo_models(tmp_path):
 
 
 def test_default_sources_are_what_build_demo_models_returns(tmp_path, demo_models):
-    registry = ModelRegistry.default(demo_models["tiny-llama"].parent)
+    registry = demo_registry(demo_models["tiny-llama"].parent)
     assert {name: Path(registry.get(name).source) for name in registry.names()} == demo_models
 
 
 def test_unknown_name_lists_known_models(tmp_path):
     with pytest.raises(KeyError, match=r"unknown model 'gpt-4'; known models: tiny-llama, tiny-sd"):
-        ModelRegistry.default(tmp_path).get("gpt-4")
+        demo_registry(tmp_path).get("gpt-4")
 
 
 def test_example_yaml_is_a_gpu_registry():
@@ -102,18 +104,28 @@ def test_registry_keys_must_match_names():
         ModelRegistry(models={"b": spec})
 
 
-def test_from_settings_without_a_file_uses_the_demo_models(tmp_path):
+def test_settings_without_a_file_load_the_demo_models(tmp_path):
     settings = Settings(models={"cache_dir": tmp_path / "cache"})
-    registry = ModelRegistry.from_settings(settings)
-    assert registry == ModelRegistry.default(tmp_path / "cache")
+    registry = load_registry(settings.models.registry_file, settings.models.cache_dir)
+    assert registry == demo_registry(tmp_path / "cache")
 
 
-def test_from_settings_reads_the_configured_file(tmp_path):
+def test_settings_with_a_file_load_it(tmp_path):
     settings = Settings(models={"cache_dir": tmp_path, "registry_file": EXAMPLE})
-    assert ModelRegistry.from_settings(settings) == ModelRegistry.from_yaml(EXAMPLE)
+    assert load_registry(settings.models.registry_file, settings.models.cache_dir) == ModelRegistry.from_yaml(EXAMPLE)
 
 
-def test_from_settings_with_a_missing_file_fails_loudly(tmp_path):
+def test_settings_with_a_missing_file_fail_loudly(tmp_path):
     settings = Settings(models={"cache_dir": tmp_path, "registry_file": tmp_path / "nope.yaml"})
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
-        ModelRegistry.from_settings(settings)
+        load_registry(settings.models.registry_file, settings.models.cache_dir)
+
+
+def test_the_registry_knows_no_particular_model():
+    """The demo entries import the registry, never the other way round."""
+    import serve.registry
+
+    tree = ast.parse(Path(serve.registry.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not {m for m in imported if m and m.startswith(("serve.demo", "farm"))}

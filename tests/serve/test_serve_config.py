@@ -11,6 +11,7 @@ from ray.serve.schema import ServeDeploySchema
 
 from farm.settings import Settings
 from serve.config import CLUSTER_OPTIONS, diffusion_route, serve_config, serve_url, slug
+from serve.demo import demo_registry
 from serve.diffusion.app import DiffusionAppArgs, deployment_options
 from serve.registry import ModelRegistry
 
@@ -31,7 +32,7 @@ def _validate(config: dict) -> None:
 
 
 def test_demo_config_is_local_and_valid(tmp_path: Path) -> None:
-    config = serve_config(ModelRegistry.default(tmp_path))
+    config = serve_config(demo_registry(tmp_path))
     _validate(config)
     assert config["http_options"] == {"host": "127.0.0.1", "port": 8001}  # loopback: only the front door calls it
     assert serve_url(config) == "http://127.0.0.1:8001"
