@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(REPO))
     from serve.demo_models import build_demo_models
-    from serve.registry import DEMO_LLM_ENGINE_KWARGS
+    from serve.demo import DEMO_LLM_ENGINE_KWARGS
 
     cache = Path(os.environ.get("FARM_TEST_MODEL_CACHE") or REPO / ".farm" / "test-models")
     models = {k: str(v) for k, v in build_demo_models(cache).items()}

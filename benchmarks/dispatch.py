@@ -16,7 +16,7 @@ farm
     An embedded control plane (API + dispatcher thread, SQLite in a temp dir
     unless ``--db-url``) on the same head. N ``debug.sleep`` jobs with
     ``items=0`` go in through ``POST /v1/jobs``; each becomes a Ray Job running
-    ``python -m pipelines.run <id>``, which loads the job from the database,
+    ``python -m farm.runner <id>``, which loads the job from the database,
     runs the (empty) pipeline and settles it ``succeeded``.
 
 Per job we keep four moments, all on this machine's wall clock:
@@ -358,7 +358,7 @@ def report(raw: Run, farm: Run, args: argparse.Namespace, idle: dict[str, float]
         f"load average (1 min): {idle['load']:.1f} before, {statistics.fmean(raw.loads):.1f} after raw rounds, "
         f"{statistics.fmean(farm.loads):.1f} after farm rounds\n"
         f"interpreter start-up before the head started: python -c pass {_s(idle['pass'])}, "
-        f"python -c 'import pipelines.run' {_s(idle['runner'])}"
+        f"python -c 'import farm.runner.main' {_s(idle['runner'])}"
     )
 
     table = Table(title="submit → running / done (p50 · p95), wall time and throughput")
@@ -406,7 +406,7 @@ def report(raw: Run, farm: Run, args: argparse.Namespace, idle: dict[str, float]
     up_raw = percentile(raw.spans(mark("ray_accepted"), lambda j: j.running), 50)
     out.print(
         f"runner start-up under load ≈ farm (Ray accepted → runner up) − raw (Ray accepted → driver's first line) "
-        f"= {_s(up_farm - up_raw)} at p50; before the head started, importing pipelines.run took {_s(idle['runner'])}"
+        f"= {_s(up_farm - up_raw)} at p50; before the head started, importing farm.runner.main took {_s(idle['runner'])}"
     )
     out.print(
         "enqueue: raw = round start (client-side queue), farm = POST; dispatch: raw = submit_job, farm = started_at; "
@@ -433,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     err.log("timing interpreter start-up before the Ray head starts")
-    idle = {"pass": startup_s("pass"), "runner": startup_s("import pipelines.run"), "load": os.getloadavg()[0]}
+    idle = {"pass": startup_s("pass"), "runner": startup_s("import farm.runner.main"), "load": os.getloadavg()[0]}
     raw, farm = Run("raw Ray"), Run("farm")
     with LocalRayHead(num_cpus=8) as head, tempfile.TemporaryDirectory(prefix="farm-bench-") as tmp:
         client = job_client(head.dashboard_url)

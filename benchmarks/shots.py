@@ -62,10 +62,10 @@ from rich.table import Table
 
 from cluster.local import LocalRayHead, ensure_auth_env
 from pipelines.stages.backend import run_ray
-from pipelines.stages.detect import DetectorConfig
-from pipelines.stages.find_shots import find_shots
+from pipelines.stages.media.synthetic import ShotSpec, make_video
 from pipelines.stages.payloads import ChunkFeatures, Source
-from pipelines.stages.synthetic import ShotSpec, make_video
+from pipelines.stages.shots.detect import DetectorConfig
+from pipelines.stages.shots.find_shots import find_shots
 
 out = Console(width=200)
 err = Console(stderr=True)

@@ -1,16 +1,19 @@
-"""Asset ingest: stream bytes into the object store while hashing them.
+"""Asset ingest: stream bytes into the object store while hashing them, then record the asset.
 
-The bytes pass through once: sniffed from the first few KiB, hashed and
-counted as they stream to the store, never held whole in memory. An upload
-whose SHA-256 already exists in the project is deduplicated: the new object
-is dropped and the existing asset returned.
+One path for every asset, whoever writes it: an API upload, a job's output
+saved by the runner, a clip a worker rendered. The bytes pass through once:
+sniffed from the first few KiB, hashed and counted as they stream to the
+store (`store_object`, safe in a worker), never held whole in memory. The
+asset row is written where the database is (`register`): bytes whose
+SHA-256 already exists in the project are deduplicated, the new object
+dropped and the existing asset returned.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -42,10 +45,23 @@ def object_key(org_id: str, project_id: str, asset_id: str) -> str:
     return f"orgs/{org_id}/projects/{project_id}/assets/{asset_id}"
 
 
-class _HashingReader:
-    """Wraps the source for the store: hashes, counts and enforces the size limit."""
+@dataclass(frozen=True)
+class StoredFile:
+    """Bytes written and hashed, not yet an asset: the store's key, or a plain file's path."""
 
-    def __init__(self, head: bytes, source: Readable, limit: int) -> None:
+    name: str
+    size: int
+    sha256: str
+    content_type: str
+    asset_id: str | None = None
+    object_key: str | None = None
+    path: str | None = None
+
+
+class HashingReader:
+    """Wraps a source for whoever writes it: hashes, counts and enforces the size limit."""
+
+    def __init__(self, head: bytes, source: Readable, limit: int | None = None) -> None:
         self._head = head
         self._source = source
         self._limit = limit
@@ -58,26 +74,78 @@ class _HashingReader:
         else:
             chunk = self._source.read(n)
         self.size += len(chunk)
-        if self.size > self._limit:
+        if self._limit is not None and self.size > self._limit:
             raise UploadTooLarge(self._limit)
         self.sha256.update(chunk)
         return chunk
 
 
-def _read_head(source: Readable) -> bytes:
+def read_head(source: Readable) -> tuple[bytes, str]:
+    """The first bytes of ``source`` and the content type they show; empty sources are refused."""
     head = b""
     while len(head) < SNIFF_BYTES:
         chunk = source.read(SNIFF_BYTES - len(head))
         if not chunk:
             break
         head += chunk
-    return head
+    if not head:
+        raise EmptyUpload("the uploaded file is empty")
+    return head, sniff(head)
+
+
+def store_object(store: ObjectStore, org_id: str, project_id: str, name: str, source: Readable, *,
+                 limit: int | None = None) -> StoredFile:
+    """Stream ``source`` to a fresh server-built key of the project; no database involved."""
+    head, content_type = read_head(source)
+    asset_id = new_id("asset")
+    key = object_key(org_id, project_id, asset_id)
+    reader = HashingReader(head, source, limit)
+    try:
+        store.put(key, reader, length=None, content_type=content_type)
+    except BaseException:
+        store.delete(key)
+        raise
+    return StoredFile(name, reader.size, reader.sha256.hexdigest(), content_type, asset_id=asset_id, object_key=key)
 
 
 @dataclass(frozen=True)
 class IngestResult:
     asset: Asset
     created: bool
+
+
+def register(session: Session, store: ObjectStore, principal: Principal, project: Project, stored: StoredFile,
+             **audit_data: Any) -> IngestResult:
+    """Record a stored object as an asset of ``project``, or drop it for the asset with the same bytes."""
+    assert stored.asset_id is not None and stored.object_key is not None, "only objects in the store become assets"
+    existing = _find(session, project.id, stored.sha256)
+    if existing is not None:
+        store.delete(stored.object_key)
+        return IngestResult(existing, created=False)
+    asset = Asset(
+        id=stored.asset_id,
+        org_id=project.org_id,
+        project_id=project.id,
+        name=stored.name,
+        kind=kind_of(stored.content_type),
+        content_type=stored.content_type,
+        size=stored.size,
+        sha256=stored.sha256,
+        object_key=stored.object_key,
+        created_by=principal.key_id or None,
+    )
+    session.add(asset)
+    audit.record(session, principal, "asset.create", "asset", asset.id, name=stored.name, size=stored.size, **audit_data)
+    try:
+        session.commit()
+    except IntegrityError:  # a concurrent identical upload won the race
+        session.rollback()
+        store.delete(stored.object_key)
+        winner = _find(session, project.id, stored.sha256)
+        if winner is None:
+            raise
+        return IngestResult(winner, created=False)
+    return IngestResult(asset, created=True)
 
 
 def ingest(
@@ -89,49 +157,11 @@ def ingest(
     source: Readable,
     *,
     limit: int,
+    **audit_data: Any,
 ) -> IngestResult:
     """Store one upload as an asset of ``project`` (runs in a worker thread)."""
-    head = _read_head(source)
-    if not head:
-        raise EmptyUpload("the uploaded file is empty")
-    content_type = sniff(head)
-    asset_id = new_id("asset")
-    key = object_key(project.org_id, project.id, asset_id)
-    reader = _HashingReader(head, source, limit)
-    try:
-        store.put(key, reader, length=None, content_type=content_type)
-    except BaseException:
-        store.delete(key)
-        raise
-    digest = reader.sha256.hexdigest()
-    existing = _find(session, project.id, digest)
-    if existing is not None:
-        store.delete(key)
-        return IngestResult(existing, created=False)
-    asset = Asset(
-        id=asset_id,
-        org_id=project.org_id,
-        project_id=project.id,
-        name=name,
-        kind=kind_of(content_type),
-        content_type=content_type,
-        size=reader.size,
-        sha256=digest,
-        object_key=key,
-        created_by=principal.key_id,
-    )
-    session.add(asset)
-    audit.record(session, principal, "asset.create", "asset", asset_id, name=name, size=reader.size)
-    try:
-        session.commit()
-    except IntegrityError:  # a concurrent identical upload won the race
-        session.rollback()
-        store.delete(key)
-        winner = _find(session, project.id, digest)
-        if winner is None:
-            raise
-        return IngestResult(winner, created=False)
-    return IngestResult(asset, created=True)
+    stored = store_object(store, project.org_id, project.id, name, source, limit=limit)
+    return register(session, store, principal, project, stored, **audit_data)
 
 
 def _find(session: Session, project_id: str, digest: str) -> Asset | None:

@@ -10,7 +10,7 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from rich.panel import Panel
@@ -20,11 +20,14 @@ from farm.bootstrap import admin_key_for
 from farm.cli.client import Client
 from farm.cli.output import console, err, table
 from farm.cli.resources import upload_file
-from farm.samples import sample_video
 from farm.settings import Settings
+
+if TYPE_CHECKING:
+    from pipelines.stages.media.synthetic import SyntheticVideo
 
 DEMO_ORG = "demo"
 DEMO_PROJECT = "demo"
+SAMPLE_SHOTS = (36, 30, 42, 24)  # frames: hard cuts at 36, 66 and 108
 
 
 def run_demo(settings: Settings) -> None:
@@ -83,6 +86,15 @@ def run_demo(settings: Settings) -> None:
     finally:
         with console.status("stopping"):
             farm.stop()
+
+
+def sample_video(path: Path) -> SyntheticVideo:
+    """The demo's multi-shot sample with a tone track, made once and then reused (so re-runs deduplicate)."""
+    from pipelines.stages.media.synthetic import ShotSpec, SyntheticVideo, make_video
+
+    if path.exists():
+        return SyntheticVideo(path, 24, (320, 180), tuple(ShotSpec(n) for n in SAMPLE_SHOTS), audio=True)
+    return make_video(path, SAMPLE_SHOTS, size=(320, 180), fps=24, audio=True)
 
 
 def follow_shots(client: Client, job_id: str) -> dict[str, Any]:

@@ -63,15 +63,15 @@ class EmbeddedFarm:
         """
         from serve.config import serve_config, serve_url
         from serve.demo_models import build_demo_models
+        from serve.demo import load_registry
         from serve.deploy import deploy
-        from serve.registry import ModelRegistry
 
         s = self.settings
         if not s.ray.dashboard_url:
             raise RuntimeError("no Ray dashboard to deploy Serve applications to")
         if s.models.registry_file is None:
             build_demo_models(s.models.cache_dir)
-        config = serve_config(ModelRegistry.from_settings(s), host=s.serve.http_host, port=s.serve.http_port)
+        config = serve_config(load_registry(s.models.registry_file, s.models.cache_dir), host=s.serve.http_host, port=s.serve.http_port)
         deploy(s.ray.dashboard_url, config)
         s.serve.url = serve_url(config)
         os.environ["FARM_SERVE__URL"] = s.serve.url

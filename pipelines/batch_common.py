@@ -4,32 +4,29 @@ Results are written as part objects in the object store *before* their
 items are recorded, so a recorded item always has its line somewhere; a
 runner killed in between reruns the item and finalize keeps the first line
 per custom_id. Finalize streams the parts into one output and one error
-file, so each custom_id appears exactly once, resumed or not.
+file, so each custom_id appears exactly once, resumed or not. The batch row
+itself is the door's (`ctx.batch`); lines are shaped by `farm.openai.batch_lines`.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import signal
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from sqlalchemy import select
+from farm.batches.requests import LineError, Validator, split_lines
+from farm.openai.batch_lines import error_line
+from farm.runner.batch import BatchInfo
+from farm.runner.context import Cancelled, JobContext
+from kinds.batch_common import BatchSpec
 
-from farm.accounts import Principal
-from farm.batches import files as file_service
-from farm.batches.events import publish_batch
-from farm.batches.status import batch_status
-from farm.batches.requests import BatchRequest, LineError, Validator, split_lines
-from farm.db.models import Asset, Batch, File, JobEvent, Role, utcnow
-from pipelines.context import Cancelled, JobContext
+if TYPE_CHECKING:
+    from ray.data import Dataset
 
 PART_LINES = 256
 MAX_STORED_ERRORS = 1000
@@ -42,53 +39,31 @@ class BatchInvalid(Exception):
 @dataclass
 class BatchRun:
     ctx: JobContext
-    batch: Batch
-    attempt: int
-    _seq: int = 0
+    info: BatchInfo
 
     @classmethod
     def load(cls, ctx: JobContext) -> BatchRun:
-        with ctx.db.session() as s:
-            batch = s.get(Batch, ctx.spec.batch_id)  # type: ignore[attr-defined]
-            assert batch is not None, "batch row missing"
-            s.expunge(batch)
-        return cls(ctx, batch, ctx.attempt)
+        return cls(ctx, ctx.batch.info())
 
-    # -- state on the batch row -----------------------------------------------------------
-
-    def set_phase(self, phase: str, **fields: Any) -> None:
-        with self.ctx.db.session() as s:
-            batch = s.get(Batch, self.batch.id)
-            assert batch is not None
-            job = self.ctx.job(s)
-            before = batch_status(batch, job)
-            batch.phase = phase
-            for k, v in fields.items():
-                setattr(batch, k, v)
-            if batch_status(batch, job) != before:  # a cancelling batch stays "cancelling" while it finalizes
-                publish_batch(s, batch, job)
-            s.commit()
-        self.ctx.event("batch", phase=phase)
+    @property
+    def spec(self) -> BatchSpec:
+        assert isinstance(self.ctx.spec, BatchSpec)
+        return self.ctx.spec
 
     # -- validation ---------------------------------------------------------------------------
 
     def validate(self, models: set[str], out: Path) -> int:
         """Check every line; write runnable, not-yet-done requests to ``out``; return their count."""
-        spec = self.ctx.spec
-        with self.ctx.db.session() as s:
-            f = s.get(File, self.batch.input_file_id)
-            asset = s.get(Asset, f.asset_id) if f else None
-            if asset is None or asset.org_id != self.batch.org_id:
-                raise BatchInvalid("the input file no longer exists")
-            key, size = asset.object_key, asset.size
-        if size > spec.max_bytes:  # type: ignore[attr-defined]
-            raise BatchInvalid(f"the input file is {size} bytes; the limit is {spec.max_bytes}")  # type: ignore[attr-defined]
+        if self.info.input_key is None:
+            raise BatchInvalid("the input file no longer exists")
+        if self.info.input_size > self.spec.max_bytes:
+            raise BatchInvalid(f"the input file is {self.info.input_size} bytes; the limit is {self.spec.max_bytes}")
         done = self.ctx.done_items()
-        validator = Validator(self.batch.endpoint, models, spec.max_lines)  # type: ignore[attr-defined]
+        validator = Validator(self.info.endpoint, models, self.spec.max_lines)
         errors: list[LineError] = []
         runnable = 0
         with out.open("w") as fh:
-            for line, raw in split_lines(self.ctx.store.get(key)):
+            for line, raw in split_lines(self.ctx.objects.get(self.info.input_key)):
                 checked = validator.check(line, raw)
                 if isinstance(checked, LineError):
                     if checked.code == "too_many_requests":
@@ -98,12 +73,9 @@ class BatchRun:
                     fh.write(json.dumps({"line": checked.line, "custom_id": checked.custom_id, "body": json.dumps(checked.body)}) + "\n")
                     runnable += 1
         self.ctx.set_total(validator.count)
-        with self.ctx.db.session() as s:
-            batch = s.get(Batch, self.batch.id)
-            assert batch is not None
-            batch.errors = [e.public() for e in errors[:MAX_STORED_ERRORS]]
-            s.commit()
-        self.write_part([error_line(e.custom_id, e.code, e.message, 400) for e in errors if e.custom_id and e.line not in done], kind="error")
+        self.ctx.batch.set_errors([e.public() for e in errors[:MAX_STORED_ERRORS]])
+        self.write_part([error_line(e.custom_id, e.code, e.message, 400, param=e.param)
+                         for e in errors if e.custom_id and e.line not in done], kind="error")
         for e in errors:
             if e.line not in done:
                 self.ctx.item(e.line, False, e.message)
@@ -113,13 +85,8 @@ class BatchRun:
     # -- parts ------------------------------------------------------------------------------------
 
     def write_part(self, lines: list[str], kind: str) -> None:
-        if not lines:
-            return
-        self._seq += 1
-        key = f"orgs/{self.batch.org_id}/batches/{self.batch.id}/parts/{kind}-a{self.attempt:02d}-{self._seq:05d}.jsonl"
-        data = ("\n".join(lines) + "\n").encode()
-        self.ctx.store.put(key, io.BytesIO(data), length=len(data), content_type="application/jsonl")
-        self.ctx.event("part", key=key, kind=kind, lines=len(lines))
+        if lines:
+            self.ctx.batch.put_part(kind, ("\n".join(lines) + "\n").encode(), len(lines))
 
     def consume(self, rows: Iterator[dict[str, Any]], to_line: Callable[[dict[str, Any]], tuple[bool, str]]) -> None:
         """Write result rows as parts, then record their items; stop between parts on cancel."""
@@ -150,77 +117,40 @@ class BatchRun:
 
     def finalize(self) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # finish writing the files even while being stopped
-        self.set_phase("finalizing", finalizing_at=utcnow())
-        with self.ctx.db.session() as s:
-            parts = [e.data for e in s.scalars(select(JobEvent).where(JobEvent.job_id == self.ctx.job_id, JobEvent.type == "part").order_by(JobEvent.seq))]
+        self.ctx.batch.set_phase("finalizing")
         seen: set[str] = set()
-        out_ids: dict[str, str | None] = {}
+        file_ids: dict[str, str | None] = {}
         for kind in ("output", "error"):
             with tempfile.TemporaryFile() as tmp:
                 n = 0
-                for part in (p for p in parts if p["kind"] == kind):
-                    for _, raw in split_lines(self.ctx.store.get(part["key"])):
+                for key in self.ctx.batch.parts(kind):
+                    for _, raw in split_lines(self.ctx.objects.get(key)):
                         cid = json.loads(raw)["custom_id"]
                         if cid in seen:
                             continue
                         seen.add(cid)
                         tmp.write(raw + b"\n")
                         n += 1
-                out_ids[kind] = self._save_file(tmp, kind, n) if n or kind == "output" else None
-        self.set_phase("finalizing", output_file_id=out_ids["output"], error_file_id=out_ids["error"])
+                file_ids[kind] = self._save_file(tmp, kind, n) if n or kind == "output" else None
+        self.ctx.batch.set_phase("finalizing", output_file_id=file_ids["output"], error_file_id=file_ids["error"])
 
-    def _save_file(self, tmp: Any, kind: str, lines: int) -> str:
+    def _save_file(self, tmp: BinaryIO, kind: str, lines: int) -> str:
         tmp.seek(0)
-        if lines == 0:
-            tmp = io.BytesIO(b"\n")  # an empty output file still exists (assets cannot be empty)
-        name = f"{self.batch.id}_{kind}.jsonl"
-        asset_id = self.ctx.save_output(name, tmp)
-        with self.ctx.db.session() as s:
-            asset = s.get(Asset, asset_id)
-            assert asset is not None
-            job = self.ctx.job(s)
-            actor = Principal(key_id=job.submitted_by or "", org_id=job.org_id, role=Role.member)
-            f = file_service.attach(s, actor, asset, name, f"batch_{kind}")
-            s.commit()
-            return f.id
-
-
-def request_id() -> str:
-    return f"req_{uuid.uuid4().hex}"
-
-
-def output_line(custom_id: str, body: dict[str, Any]) -> str:
-    return json.dumps({"id": f"batch_req_{uuid.uuid4().hex}", "custom_id": custom_id,
-                       "response": {"status_code": 200, "request_id": request_id(), "body": body}, "error": None})
-
-
-def error_line(custom_id: str | None, code: str, message: str, status: int = 400) -> str:
-    err = {"message": message, "type": "invalid_request_error", "param": None, "code": code}
-    return json.dumps({"id": f"batch_req_{uuid.uuid4().hex}", "custom_id": custom_id,
-                       "response": {"status_code": status, "request_id": request_id(), "body": {"error": err}},
-                       "error": {"code": code, "message": message}})
+        data: BinaryIO | bytes = tmp if lines else b"\n"  # an empty output file still exists (assets cannot be empty)
+        return self.ctx.batch.attach_result_file(kind, f"{self.info.id}_{kind}.jsonl", data)
 
 
 def run_batch(ctx: JobContext, models: set[str], execute: Callable[[BatchRun, Path], None]) -> None:
     """The shape of every batch kind: validate, execute (kind-specific), finalize — also on cancel."""
-    from farm.jobs.service import transition
-    from farm.jobs.states import JobState
-
     run = BatchRun.load(ctx)
-    workdir = Path(tempfile.mkdtemp(prefix=f"{run.batch.id}-"))
-    requests = workdir / "requests.jsonl"
-    try:
+    with tempfile.TemporaryDirectory(prefix=f"{run.info.id}-") as workdir:
+        requests = Path(workdir) / "requests.jsonl"
         try:
             runnable = run.validate(models, requests)
         except BatchInvalid as exc:
-            with ctx.db.session() as s:
-                batch = s.get(Batch, run.batch.id)
-                assert batch is not None
-                batch.errors = [{"code": "invalid_file", "message": str(exc), "param": "input_file_id", "line": None}]
-                transition(s, ctx.job(s), JobState.failed, error=f"validation failed: {exc}")
-                s.commit()
+            ctx.batch.fail(str(exc))
             return
-        run.set_phase("in_progress", in_progress_at=utcnow())
+        ctx.batch.set_phase("in_progress")
         try:
             if runnable:
                 execute(run, requests)
@@ -228,21 +158,18 @@ def run_batch(ctx: JobContext, models: set[str], execute: Callable[[BatchRun, Pa
             run.finalize()
             raise
         run.finalize()
-    finally:
-        for p in workdir.iterdir():
-            p.unlink()
-        os.rmdir(workdir)
 
 
-def ray_init() -> None:
-    import ray
+def by_model(requests: Path) -> Iterator[tuple[str, Dataset]]:
+    """The runnable requests as a Ray dataset per model they name, one model after another.
+
+    One model per batch is the common case: then every row is its own, with
+    no second parse of each body to filter. Connect to Ray first.
+    """
     import ray.data
 
-    from cluster.local import ensure_auth_env
-
-    if not ray.is_initialized():
-        ensure_auth_env()
-        ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=False)
-    # Progress is the batch's request_counts; Ray Data's bars would only redraw into a job
-    # log nobody reads, on the cores the engine needs.
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    ds = ray.data.read_json(f"local://{requests}", lines=True)
+    with requests.open() as lines:
+        used = sorted({json.loads(json.loads(line)["body"])["model"] for line in lines})
+    for name in used:
+        yield name, ds if len(used) == 1 else ds.filter(lambda r, n=name: json.loads(r["body"])["model"] == n)

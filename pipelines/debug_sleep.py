@@ -9,8 +9,8 @@ from __future__ import annotations
 import random
 import time
 
+from farm.runner.context import JobContext
 from kinds.debug_sleep import DebugSleepSpec
-from pipelines.context import JobContext
 
 
 def run(ctx: JobContext) -> None:

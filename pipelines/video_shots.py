@@ -11,29 +11,22 @@ named after the source: ``<video>.shots.json``, ``.shots.csv``, ``.edl``,
 
 from __future__ import annotations
 
-import logging
-import os
 import re
 import time
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
-
-from farm.db import Asset, Project
+from farm.runner.context import JobContext
 from kinds.video_shots import VideoShotsSpec
-from pipelines.context import JobContext
 from pipelines.stages.backend import run_ray
-from pipelines.stages.detect import DetectorConfig
-from pipelines.stages.find_shots import Detected, Progress, find_shots
-from pipelines.stages.outputs import register
-from pipelines.stages.payloads import Failed, Probed, RenderedShot, Shot, ShotTask, Source, StoredFile
-from pipelines.stages.render import RenderShot
-from pipelines.stages.reports import edl, shots_csv, shots_json, timecode
-from pipelines.stages.sheet import contact_sheet
+from pipelines.stages.media.sheet import contact_sheet
+from pipelines.stages.payloads import Failed, Probed, RenderedShot, Shot, ShotTask, Source
+from pipelines.stages.shots.detect import DetectorConfig
+from pipelines.stages.shots.find_shots import Detected, Progress, find_shots
+from pipelines.stages.shots.render import RenderShot
+from pipelines.stages.shots.reports import edl, shots_csv, shots_json, timecode
 
-log = logging.getLogger("farm.video_shots")
 CLIP_NAME = r"\.shot-\d{3}\.mp4$"
 
 
@@ -47,10 +40,10 @@ def run(ctx: JobContext) -> None:
     done = ctx.done_items()
     todo = [s for s in sources if s.index not in done]
     if todo:
-        connect_ray(ctx)
+        ctx.connect_ray()
         report = Reporter(ctx)
         detected, failed = find_shots(
-            todo, detector_config(spec), settings=ctx.settings, chunk_size=spec.chunk_size,
+            todo, detector_config(spec), objects=ctx.objects, chunk_size=spec.chunk_size,
             on_probed=report.probed, on_chunk=report.frames,
         )
         for f in failed.values():
@@ -65,48 +58,13 @@ def detector_config(spec: VideoShotsSpec) -> DetectorConfig:
 
 
 def resolve_inputs(ctx: JobContext, spec: VideoShotsSpec) -> tuple[list[Source], list[tuple[int, str]]]:
-    """The job's videos as sources; ids that are missing, foreign or not videos fail as items.
-
-    An asset of another organization reads exactly like a missing one: its
-    bytes are never touched and its existence is not revealed.
-    """
-    sources: list[Source] = []
-    rejected: list[tuple[int, str]] = []
-    with ctx.db.session() as s:
-        job = ctx.job(s)
-        if spec.project_id is not None:
-            project = s.get(Project, spec.project_id)
-            if project is None or project.org_id != job.org_id:
-                return [], [(0, f"project {spec.project_id} not found")]
-            rows = s.scalars(select(Asset).where(
-                Asset.project_id == project.id, Asset.kind == "video", Asset.created_at <= job.created_at,
-            ).order_by(Asset.created_at, Asset.id)).all()
-            assets: list[tuple[str, Asset | None]] = [(a.id, a) for a in rows if not _is_our_clip(a.name)]
-        else:
-            assets = [(asset_id, s.get(Asset, asset_id)) for asset_id in spec.asset_ids]
-        for index, (asset_id, asset) in enumerate(assets):
-            if asset is None or asset.org_id != job.org_id:
-                rejected.append((index, f"asset {asset_id} not found"))
-            elif asset.kind != "video":
-                rejected.append((index, f"asset {asset_id} ({asset.name}) is not a video: its content is {asset.content_type}"))
-            else:
-                sources.append(Source(index, asset.name, object_key=asset.object_key, asset_id=asset.id))
-    return sources, rejected
+    """The job's videos as sources (never our own clips, when a whole project is the input)."""
+    found, rejected = ctx.resolve_inputs(spec.asset_ids, spec.project_id, kind="video", exclude=_is_our_clip)
+    return [Source(a.index, a.name, object_key=a.object_key, asset_id=a.id) for a in found], rejected
 
 
 def _is_our_clip(name: str) -> bool:
     return re.search(CLIP_NAME, name) is not None
-
-
-def connect_ray(ctx: JobContext) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    from cluster.local import ensure_auth_env
-
-    ensure_auth_env()
-    ray.init(address=os.environ.get("RAY_ADDRESS") or ctx.settings.ray.address, logging_level=logging.WARNING)
 
 
 class Reporter:
@@ -138,9 +96,6 @@ class Outputs:
     def __init__(self, ctx: JobContext, spec: VideoShotsSpec, report: Reporter) -> None:
         self.ctx, self.spec, self.report = ctx, spec, report
         self.want = set(spec.outputs)
-        with ctx.db.session() as s:
-            job = ctx.job(s)
-            self.org_id, self.project_id = job.org_id, job.project_id
 
     def write(self, detected: dict[int, Detected]) -> None:
         render = bool(self.want & {"keyframes", "clips", "contact_sheet"})
@@ -152,7 +107,7 @@ class Outputs:
             self._finish(detected[index], [])
         self.report.emit(force=True, phase="render", shots_rendered=0, shots_total=len(tasks))
         count = 0
-        for out in run_ray(RenderShot(self.ctx.settings, crf=self.spec.clip_crf, preset=self.spec.clip_preset), tasks):
+        for out in run_ray(RenderShot(self.ctx.objects, crf=self.spec.clip_crf, preset=self.spec.clip_preset), tasks):
             index = out.source.index if isinstance(out, Failed) else out.task.video.source.index
             if isinstance(out, Failed):
                 failures.setdefault(index, out)
@@ -172,7 +127,7 @@ class Outputs:
     def _task(self, d: Detected, shot: Shot) -> ShotTask:
         return ShotTask(
             video=d.probed.video, shot=shot, pts=d.probed.pts_range(shot.start, shot.end),
-            keyframes="keyframes" in self.want, clip="clips" in self.want, org_id=self.org_id, project_id=self.project_id,
+            keyframes="keyframes" in self.want, clip="clips" in self.want,
         )
 
     def _discard(self, renders: list[RenderedShot]) -> None:
@@ -180,40 +135,33 @@ class Outputs:
         for r in renders:
             for f in [*r.keyframes, *([r.clip] if r.clip else [])]:
                 if f.object_key:
-                    self.ctx.store.delete(f.object_key)
+                    self.ctx.objects.delete(f.object_key)
 
     def _finish(self, d: Detected, renders: list[RenderedShot]) -> None:
         video = d.probed.video
-        stem = video.source.stem
-        ids: list[str] = []
+        item, stem = video.source.index, video.source.stem
         per_shot: dict[int, dict[str, Any]] = {}
-        for r in renders:
+        for r in renders:  # shot by shot first, then the video's own files
             entry: dict[str, Any] = {}
-            images = [self._record(f) for f in r.keyframes]
+            images = [self.ctx.record_output(item, "keyframes", f) for f in r.keyframes]
             if images:
                 entry["keyframe_images"] = [{"name": f.name, "asset_id": a} for f, a in zip(r.keyframes, images)]
-            ids += images
             if r.clip is not None:
-                clip_id = self._record(r.clip)
+                clip_id = self.ctx.record_output(item, "clips", r.clip)
                 entry["clip"] = {"name": r.clip.name, "asset_id": clip_id, "frames": r.clip_frames, "audio": r.clip_has_audio}
-                ids.append(clip_id)
             per_shot[r.task.shot.index] = entry
-        self.ctx.add_results(ids)  # shot by shot first; save_output appends the rest
         if "contact_sheet" in self.want:
             captions = [f"#{s.index:03d}  {timecode(s.start, video.rate)}  ({s.frames} f)" for s in d.shots]
             thumbs = {r.task.shot.index: r.thumbnail for r in renders}
             title = f"{video.source.name}: {len(d.shots)} shots, {video.width}x{video.height} @ {video.fps:.3g} fps"
             sheet = contact_sheet([thumbs.get(s.index) for s in d.shots], captions, title=title)
-            self.ctx.save_output(f"{stem}.contact.jpg", sheet)
+            self.ctx.save_output(item, "contact_sheet", f"{stem}.contact.jpg", sheet)
         detector = {"kind": self.spec.detector, "threshold": detector_config(self.spec).level,
                     "min_shot_len": self.spec.min_shot_len, "fades": self.spec.fades}
         if "json" in self.want:
-            self.ctx.save_output(f"{stem}.shots.json", shots_json(video, d.shots, d.transitions, detector, per_shot))
+            self.ctx.save_output(item, "shots", f"{stem}.shots.json", shots_json(video, d.shots, d.transitions, detector, per_shot))
         if "csv" in self.want:
-            self.ctx.save_output(f"{stem}.shots.csv", shots_csv(video, d.shots))
+            self.ctx.save_output(item, "shots_csv", f"{stem}.shots.csv", shots_csv(video, d.shots))
         if "edl" in self.want:
-            self.ctx.save_output(f"{stem}.edl", edl(video, d.shots))
-        self.ctx.item(video.source.index, True)
-
-    def _record(self, stored: StoredFile) -> str:
-        return register(self.ctx.db, self.ctx.store, self.ctx.job_id, stored)
+            self.ctx.save_output(item, "edl", f"{stem}.edl", edl(video, d.shots))
+        self.ctx.item(item, True)

@@ -69,9 +69,10 @@ def models_demo(force: bool = False) -> None:
 @models_app.command("list")
 def models_list() -> None:
     """Served model names and where their weights come from."""
-    from serve.registry import ModelRegistry
+    from serve.demo import load_registry
 
-    reg = ModelRegistry.from_settings(get_settings())
+    settings = get_settings()
+    reg = load_registry(settings.models.registry_file, settings.models.cache_dir)
     table([m.model_dump() for m in reg.models.values()], ["name", "kind", "source", "min_replicas", "max_replicas"], title="Models")
 
 
@@ -82,7 +83,7 @@ def models_serve_config(
 ) -> None:
     """Print the Serve config (`serve deploy` format) of the model registry's applications."""
     from serve.config import CLUSTER_OPTIONS, serve_config, to_yaml
-    from serve.registry import ModelRegistry
+    from serve.demo import load_registry
 
     settings = get_settings()
     options = dict(CLUSTER_OPTIONS) if cluster else {"host": settings.serve.http_host, "port": settings.serve.http_port}
@@ -90,7 +91,7 @@ def models_serve_config(
         options["port"] = port
     registry_file = settings.models.registry_file or "the demo models"
     header = f"# Serve config for {registry_file}, made by `farm models serve-config{' --cluster' if cluster else ''}`.\n"
-    typer.echo(to_yaml(serve_config(ModelRegistry.from_settings(settings), **options), header=header), nl=False)
+    typer.echo(to_yaml(serve_config(load_registry(settings.models.registry_file, settings.models.cache_dir), **options), header=header), nl=False)
 
 
 @app.command()

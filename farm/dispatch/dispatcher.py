@@ -145,7 +145,7 @@ class Dispatcher:
                     return
 
     def _submit(self, s: Session, job: Job) -> bool:
-        entrypoint = f"{shlex.quote(sys.executable)} -m pipelines.run {job.id}"
+        entrypoint = f"{shlex.quote(sys.executable)} -m farm.runner {job.id}"
         try:
             self.client().submit_job(
                 entrypoint=entrypoint,

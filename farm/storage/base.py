@@ -1,6 +1,6 @@
 """The ObjectStore contract every backend honours.
 
-Callers (API routes, pipelines) hold an ``ObjectStore`` and never learn which
+Callers (API routes, the job runner) hold an ``ObjectStore`` and never learn which
 backend is behind it; the contract tests in ``tests/farm/storage`` run the
 same assertions against each implementation.
 """

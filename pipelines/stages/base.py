@@ -18,10 +18,11 @@ Out = TypeVar("Out")
 
 @dataclass(frozen=True)
 class Resources:
-    """What one running copy of a stage holds on its node: Ray's logical CPUs and GPUs."""
+    """What one running copy of a stage holds on its node: Ray's logical CPUs and GPUs, and which GPU."""
 
     cpus: float = 1.0
     gpus: float = 0.0
+    accelerator_type: str | None = None  # Ray's accelerator type ("L4", "A10G"): places GPU stages on the right nodes
 
 
 class MediaError(Exception):

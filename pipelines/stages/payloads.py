@@ -14,6 +14,8 @@ from typing import Literal
 
 import numpy as np
 
+from farm.runner.objects import StoredFile
+
 
 @dataclass(frozen=True)
 class Source:
@@ -137,30 +139,34 @@ class Shot:
 
 
 @dataclass(frozen=True)
+class Segment:
+    """Frames [start, end) of a video to decode once: some kept as images, all optionally re-encoded."""
+
+    video: Video
+    start: int
+    end: int
+    pts: np.ndarray  # the frames' pts, plus where frame ``end`` starts (or the video ends) as the last entry
+    images: tuple[int, ...] = ()  # frame numbers to keep as images
+    label: str = "segment"  # what error messages call it ("shot 3")
+
+    @property
+    def frames(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
 class ShotTask:
-    """Render one shot: its keyframe images and/or its clip."""
+    """Render one shot: its keyframe images and/or its clip (stored where the stage's object handle puts them)."""
 
     video: Video
     shot: Shot
     pts: np.ndarray  # the shot's frame pts, plus the next frame's (or the end) as the last entry
     keyframes: bool
     clip: bool
-    org_id: str | None = None  # where outputs go; None keeps them as local files (benchmarks, tests)
-    project_id: str | None = None
-    out_dir: str | None = None
 
-
-@dataclass(frozen=True)
-class StoredFile:
-    """An output a worker put into the object store (or wrote locally); the driver registers it."""
-
-    name: str
-    size: int
-    sha256: str
-    content_type: str
-    asset_id: str | None = None
-    object_key: str | None = None
-    path: str | None = None
+    @property
+    def segment(self) -> Segment:
+        return Segment(self.video, self.shot.start, self.shot.end, self.pts, self.shot.keyframes, f"shot {self.shot.index}")
 
 
 @dataclass(frozen=True)

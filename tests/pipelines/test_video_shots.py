@@ -17,7 +17,7 @@ import decord
 from sqlalchemy import select
 
 from farm.db import JobEvent, JobItem
-from pipelines.stages.synthetic import SyntheticVideo
+from pipelines.stages.media.synthetic import SyntheticVideo
 from tests.farm.dispatch.conftest import JobFarm
 from tests.pipelines.conftest import BIKES_CUTS, EDGE_CHUNK
 

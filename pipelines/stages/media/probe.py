@@ -14,20 +14,20 @@ from pathlib import Path
 import av
 import numpy as np
 
-from farm.settings import Settings
+from farm.runner.objects import ObjectHandle
 from pipelines.stages.base import MediaError, Resources, Stage
-from pipelines.stages.media import MediaAccess
+from pipelines.stages.media.access import media_path
 from pipelines.stages.payloads import Probed, Source, Video
 
 
 class Probe(Stage[Source, Probed]):
     resources = Resources(cpus=1)
 
-    def __init__(self, settings: Settings | None = None) -> None:
-        self.media = MediaAccess(settings)
+    def __init__(self, objects: ObjectHandle | None = None) -> None:
+        self.objects = objects
 
     def process(self, item: Source) -> list[Probed]:
-        return [probe(self.media.path(item), item)]
+        return [probe(media_path(item, self.objects), item)]
 
 
 def _open(path: Path) -> av.container.InputContainer:

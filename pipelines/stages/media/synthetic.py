@@ -1,4 +1,4 @@
-"""Multi-shot videos with known boundaries, made in code: ground truth for tests and benchmarks.
+"""Multi-shot videos with known boundaries, made in code: ground truth for tests, benchmarks and the demo.
 
 Every shot has its own hue, a textured background that pans, and a moving
 square (or none of that motion, for a static shot); shots meet with hard

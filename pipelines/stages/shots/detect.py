@@ -24,7 +24,7 @@ from typing import Literal
 
 import numpy as np
 
-from pipelines.stages.features import delta
+from pipelines.stages.shots.features import delta
 from pipelines.stages.payloads import ChunkFeatures, Probed, Shot, Transition
 
 DEFAULT_THRESHOLD = {"content": 27.0, "adaptive": 3.0}

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from farm.settings import Settings
+from farm.runner.objects import ObjectHandle
 from pipelines.stages.base import MediaError, Resources, Stage
-from pipelines.stages.media import MediaAccess
+from pipelines.stages.media.access import media_path
 from pipelines.stages.payloads import Chunk, ChunkFeatures
 
 FEATURE_WIDTH = 64  # cut detection needs the picture's layout, not its detail (TransNet uses 48x27)
@@ -26,8 +26,8 @@ FEATURE_WIDTH = 64  # cut detection needs the picture's layout, not its detail (
 class FrameFeatures(Stage[Chunk, ChunkFeatures]):
     resources = Resources(cpus=1)
 
-    def __init__(self, settings: Settings | None = None, *, width: int = FEATURE_WIDTH, threads: int = 1, batch: int = 64) -> None:
-        self.media = MediaAccess(settings)
+    def __init__(self, objects: ObjectHandle | None = None, *, width: int = FEATURE_WIDTH, threads: int = 1, batch: int = 64) -> None:
+        self.objects = objects
         self.width, self.threads, self.batch = width, threads, batch
         self._reader: tuple[Path, Any] | None = None  # the last video's reader, reused by its next chunk
 
@@ -40,7 +40,7 @@ class FrameFeatures(Stage[Chunk, ChunkFeatures]):
     def reader(self, chunk: Chunk) -> Any:
         import decord
 
-        path = self.media.path(chunk.video.source)
+        path = media_path(chunk.video.source, self.objects)
         if self._reader is None or self._reader[0] != path:
             self._reader = None
             width, height = feature_size(chunk.video.width, chunk.video.height, self.width)

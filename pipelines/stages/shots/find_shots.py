@@ -13,14 +13,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from farm.settings import Settings
+from farm.runner.objects import ObjectHandle
 from pipelines.stages.backend import run_ray
 from pipelines.stages.base import Stage
-from pipelines.stages.detect import DetectorConfig, shots, stitch, transitions
-from pipelines.stages.features import FEATURE_WIDTH, FrameFeatures
+from pipelines.stages.media.probe import Probe
 from pipelines.stages.payloads import ChunkFeatures, Failed, Probed, Shot, Source, Transition
-from pipelines.stages.probe import Probe
-from pipelines.stages.split import SplitByFrame
+from pipelines.stages.shots.detect import DetectorConfig, shots, stitch, transitions
+from pipelines.stages.shots.features import FEATURE_WIDTH, FrameFeatures
+from pipelines.stages.shots.split import SplitByFrame
 
 Runner = Callable[[Stage[Any, Any], Sequence[Any]], Iterator[Any]]
 
@@ -41,7 +41,7 @@ class Progress:
 
 
 def find_shots(
-    sources: Sequence[Source], config: DetectorConfig, *, settings: Settings | None = None, chunk_size: int = 240,
+    sources: Sequence[Source], config: DetectorConfig, *, objects: ObjectHandle | None = None, chunk_size: int = 240,
     feature_width: int = FEATURE_WIDTH, run: Runner = run_ray,
     on_probed: Callable[[Iterable[Probed], Progress], None] | None = None,
     on_chunk: Callable[[Progress], None] | None = None,
@@ -49,7 +49,7 @@ def find_shots(
     """Shots of every source (by item index), and the sources that failed with why."""
     failed: dict[int, Failed] = {}
     probed: dict[int, Probed] = {}
-    for out in run(Probe(settings), list(sources)):
+    for out in run(Probe(objects), list(sources)):
         if isinstance(out, Failed):
             failed[out.source.index] = out
         else:
@@ -61,7 +61,7 @@ def find_shots(
     # Longest first: workers that finish early pick up the short ones, so none idles at the end.
     chunks = sorted((c for p in probed.values() for c in split.process(p)), key=lambda c: -c.frames)
     features: dict[int, list[ChunkFeatures]] = defaultdict(list)
-    for out in run(FrameFeatures(settings, width=feature_width), chunks):
+    for out in run(FrameFeatures(objects, width=feature_width), chunks):
         if isinstance(out, Failed):
             failed.setdefault(out.source.index, out)
             continue

@@ -11,9 +11,10 @@ import pytest
 
 from pipelines.stages.backend import run_local
 from pipelines.stages.base import MediaError
+from pipelines.stages.media.probe import Probe, probe
+from pipelines.stages.media.synthetic import SyntheticVideo
 from pipelines.stages.payloads import Failed, Probed, Source
-from pipelines.stages.probe import Probe, probe
-from pipelines.stages.synthetic import SyntheticVideo
+from tests.pipelines.conftest import rotated_copy
 
 
 def src(path: Path) -> Source:
@@ -41,14 +42,7 @@ def test_probe_generated_video_and_its_timeline(edge_video: SyntheticVideo) -> N
 
 
 def test_rotation_is_reported(tmp_path: Path, edge_video: SyntheticVideo) -> None:
-    rotated = tmp_path / "rotated.mp4"
-    with av.open(str(edge_video.path)) as src_c, av.open(str(rotated), "w") as out:
-        stream = out.add_stream_from_template(src_c.streams.video[0])
-        stream.set_display_rotation(90)
-        for packet in src_c.demux(src_c.streams.video[0]):
-            if packet.size:
-                packet.stream = stream
-                out.mux(packet)
+    rotated = rotated_copy(edge_video.path, tmp_path / "rotated.mp4")
     assert probe(rotated, src(rotated)).video.rotation == 90
 
 

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 
 from pipelines.stages.backend import run_local
-from pipelines.stages.detect import DetectorConfig, shots, stitch, transitions
-from pipelines.stages.features import FrameFeatures, feature_size, to_hsv
-from pipelines.stages.find_shots import find_shots
+from pipelines.stages.media.probe import probe
+from pipelines.stages.media.synthetic import SyntheticVideo
 from pipelines.stages.payloads import ChunkFeatures, Probed, Source
-from pipelines.stages.probe import probe
-from pipelines.stages.split import SplitByFrame, chunk_edges
-from pipelines.stages.synthetic import SyntheticVideo
+from pipelines.stages.shots.detect import DetectorConfig, shots, stitch, transitions
+from pipelines.stages.shots.features import FrameFeatures, feature_size, to_hsv
+from pipelines.stages.shots.find_shots import find_shots
+from pipelines.stages.shots.split import SplitByFrame, chunk_edges
 from tests.pipelines.conftest import BIKES_CUTS, EDGE_CHUNK
 
 

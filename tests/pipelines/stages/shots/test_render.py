@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from farm.runner.objects import FolderObjects
 from pipelines.stages.backend import run_local
-from pipelines.stages.detect import DetectorConfig
-from pipelines.stages.find_shots import Detected, find_shots
+from pipelines.stages.media.synthetic import SyntheticVideo
 from pipelines.stages.payloads import Failed, RenderedShot, ShotTask, Source
-from pipelines.stages.render import RenderShot
-from pipelines.stages.synthetic import SyntheticVideo
-from tests.pipelines.conftest import EDGE_CHUNK
+from pipelines.stages.shots.detect import DetectorConfig
+from pipelines.stages.shots.find_shots import Detected, find_shots
+from pipelines.stages.shots.render import RenderShot
+from tests.pipelines.conftest import EDGE_CHUNK, rotated_copy
 
 
 def detect(path: Path) -> Detected:
@@ -27,8 +28,8 @@ def detect(path: Path) -> Detected:
 
 
 def render(d: Detected, out: Path, *, clip: bool = True, keyframes: bool = True) -> list[RenderedShot]:
-    tasks = [ShotTask(d.probed.video, s, d.probed.pts_range(s.start, s.end), keyframes, clip, out_dir=str(out)) for s in d.shots]
-    results = list(run_local(RenderShot(preset="ultrafast"), tasks))
+    tasks = [ShotTask(d.probed.video, s, d.probed.pts_range(s.start, s.end), keyframes, clip) for s in d.shots]
+    results = list(run_local(RenderShot(FolderObjects(out), preset="ultrafast"), tasks))
     assert not [r for r in results if isinstance(r, Failed)], results
     return results
 
@@ -118,14 +119,7 @@ def test_keyframes_only_stops_early(bikes: Path, tmp_path: Path) -> None:
 
 
 def test_rotated_source_keeps_its_rotation(edge_video: SyntheticVideo, tmp_path: Path) -> None:
-    rotated = tmp_path / "rotated.mp4"
-    with av.open(str(edge_video.path)) as src, av.open(str(rotated), "w") as out:
-        stream = out.add_stream_from_template(src.streams.video[0])
-        stream.set_display_rotation(90)
-        for packet in src.demux(src.streams.video[0]):
-            if packet.size:
-                packet.stream = stream
-                out.mux(packet)
+    rotated = rotated_copy(edge_video.path, tmp_path / "rotated.mp4")
     d = detect(rotated)
     r = render(d, tmp_path / "out")[0]
     assert r.clip is not None and r.clip.path and r.keyframes[0].path

@@ -1,4 +1,4 @@
-"""Shot lists (JSON, CSV, CMX 3600 EDL), timecodes, and the contact sheet."""
+"""Shot lists (JSON, CSV, CMX 3600 EDL) and timecodes."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ import json
 from fractions import Fraction
 
 import pytest
-from PIL import Image
 
 from pipelines.stages.payloads import Shot, Source, Transition, Video
-from pipelines.stages.reports import edl, shots_csv, shots_json, timecode
-from pipelines.stages.sheet import contact_sheet
+from pipelines.stages.shots.reports import edl, shots_csv, shots_json, timecode
 
 
 def video(rate: Fraction = Fraction(24)) -> Video:
@@ -72,17 +70,3 @@ def test_edl_is_cmx3600() -> None:
     ]
     assert "* FROM CLIP NAME: trailer.final.mp4" in lines
     assert edl(video(Fraction(30000, 1001)), SHOTS).decode().splitlines()[1] == "FCM: DROP FRAME"
-
-
-def test_contact_sheet_grid() -> None:
-    def thumb(color: tuple[int, int, int]) -> bytes:
-        buf = io.BytesIO()
-        Image.new("RGB", (320, 180), color).save(buf, "JPEG")
-        return buf.getvalue()
-
-    thumbs = [thumb((200, 30, 30)), None, thumb((30, 200, 30)), thumb((30, 30, 200)), thumb((200, 200, 30)), thumb((9, 9, 9))]
-    sheet = Image.open(io.BytesIO(contact_sheet(thumbs, [f"#{i:03d}" for i in range(1, 7)], columns=5, title="t")))
-    assert sheet.format == "JPEG" and sheet.width == 6 + 5 * 326
-    assert sheet.height > 2 * 180  # two rows
-    red = sheet.getpixel((6 + 160, 28 + 6 + 90))
-    assert red[0] > 150 and red[1] < 80
