@@ -325,7 +325,7 @@ uvicorn.run(create_app(s), host=s.api.host, port=s.api.port, log_level="warning"
 def _start_front_door(settings: Any, cwd: Path) -> subprocess.Popen[bytes]:
     import httpx
 
-    from farm.settings import settings_env
+    from farm.runner_env import settings_env
 
     proc = subprocess.Popen([sys.executable, "-c", FRONT_DOOR], env={**os.environ, **settings_env(settings)}, cwd=cwd)
     deadline = time.monotonic() + 120

@@ -80,6 +80,13 @@ class DispatchSettings(BaseModel):
     lease_ttl_s: float = Field(default=10, ge=1, description="A dispatcher silent this long loses the lease")
     max_attempts: int = Field(default=3, ge=1, le=20, description="Runner starts per job before it fails")
     cancel_grace_s: float = Field(default=30, ge=0, description="How long a cancelled job's runner may take to stop on its own before Ray stops it")
+    runner_secrets: Literal["file", "node"] = Field(
+        default="file",
+        description="Where runners find the secret settings, which never travel in a Ray Job submission. "
+        "file: the control plane writes them to FARM_HOME/runner-secrets.json (mode 0600) and the submission names that path "
+        "(the embedded farm, whose Ray nodes share its file system); node: only from the node's environment "
+        "(e.g. FARM_DB__URL and FARM_S3__SECRET_KEY from a Kubernetes Secret) or a file the node names in FARM_RUNNER_SECRETS_FILE",
+    )
 
 
 class ServeSettings(BaseModel):
@@ -186,27 +193,6 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return self.api.public_url or f"http://{self.api.host}:{self.api.port}"
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The settings as FARM_* variables with absolute paths, for a Ray Job's runtime env."""
-    env: dict[str, str] = {"FARM_HOME": str(settings.home.resolve())}
-    for group in ("db", "storage", "s3", "ray", "models", "api", "dispatch", "serve", "webhooks", "batch"):
-        model = getattr(settings, group)
-        for name in type(model).model_fields:
-            value = getattr(model, name)
-            if value is None:
-                continue
-            if isinstance(value, SecretStr):
-                value = value.get_secret_value()
-            elif isinstance(value, Path):
-                value = value.resolve()
-            elif isinstance(value, str) and value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
-                value = "sqlite:///" + str(Path(value.removeprefix("sqlite:///")).resolve())
-            env[f"FARM_{group.upper()}__{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
-    if settings.extra_kinds:
-        env["FARM_EXTRA_KINDS"] = ",".join(settings.extra_kinds)
-    return env
 
 
 @lru_cache

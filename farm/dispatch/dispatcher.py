@@ -24,7 +24,8 @@ from farm.dispatch import lease
 from farm.dispatch.selection import next_jobs
 from farm.jobs.service import transition
 from farm.jobs.states import ACTIVE, JobState
-from farm.settings import Settings, settings_env
+from farm.runner_env import SECRET_NAMES_ENV, SECRETS_FILE_ENV, job_env, runner_secrets_path, write_secrets_file
+from farm.settings import Settings
 
 log = logging.getLogger("farm.dispatch")
 LEASE_NAME = "dispatcher"
@@ -39,6 +40,7 @@ class Dispatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.is_leader = False
+        self._secrets_written: dict[str, str] | None = None
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -144,13 +146,32 @@ class Dispatcher:
                 if not self._submit(s, job):
                     return
 
+    def runner_env(self) -> dict[str, str]:
+        """The runtime env of a runner: public settings and references, never a secret value.
+
+        Anyone holding the Ray dashboard token can read a job's runtime env, so
+        secrets (the database URL with its password, the S3 secret key) reach
+        the runner from its node: from the file this control plane keeps under
+        its home (``runner_secrets = "file"``) or from the node's own environment.
+        """
+        public, secret = job_env(self.settings)
+        if secret:
+            public[SECRET_NAMES_ENV] = ",".join(sorted(secret))
+            if self.settings.dispatch.runner_secrets == "file":
+                path = runner_secrets_path(self.settings)
+                if secret != self._secrets_written or not path.is_file():
+                    write_secrets_file(path, secret)
+                    self._secrets_written = secret
+                public[SECRETS_FILE_ENV] = str(path)
+        return public
+
     def _submit(self, s: Session, job: Job) -> bool:
         entrypoint = f"{shlex.quote(sys.executable)} -m farm.runner {job.id}"
         try:
             self.client().submit_job(
                 entrypoint=entrypoint,
                 submission_id=job.ray_job_id,
-                runtime_env={"env_vars": settings_env(self.settings)},
+                runtime_env={"env_vars": self.runner_env()},
                 metadata={"farm_job_id": job.id, "kind": job.kind, "attempt": str(job.attempts)},
             )
         except Exception as exc:  # Ray unreachable: give the attempt back, try later

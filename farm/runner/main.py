@@ -19,7 +19,7 @@ from farm.db import Database, Job
 from farm.jobs.service import add_event, failed_items, recount, transition
 from farm.jobs.states import JobState
 from farm.runner.context import Cancelled, JobContext
-from farm.settings import Settings
+from farm.runner_env import runner_settings
 from farm.storage import open_store
 
 log = logging.getLogger("farm.runner")
@@ -56,7 +56,7 @@ def settle(db: Database, ctx: JobContext, cancelled: bool) -> JobState:
 
 def main(job_id: str) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings()
+    settings = runner_settings()  # secrets from the node or the farm's 0600 file, never from the submission
     kinds.load(settings.extra_kinds)
     db = Database(settings.db.url)
     with db.session() as s:

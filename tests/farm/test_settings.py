@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from farm.settings import Settings, settings_env
+from farm.runner_env import settings_env
+from farm.settings import Settings
 
 
 def test_nested_env_and_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

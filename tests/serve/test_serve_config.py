@@ -140,7 +140,7 @@ def test_rayservice_manifest() -> None:
 
 
 def test_serve_settings_travel_to_ray_jobs() -> None:
-    from farm.settings import settings_env
+    from farm.runner_env import settings_env
 
     env = settings_env(Settings(serve={"url": "http://10.0.0.5:8000", "rate_limit_rps": 3}))
     assert env["FARM_SERVE__URL"] == "http://10.0.0.5:8000"
