@@ -5,7 +5,9 @@ generation; :class:`DiffusionEngine` is the same for images, so the Serve
 deployment and the batch pipelines' diffusion stage
 (``pipelines.stages.models.diffusion``) hold an engine and never a diffusers
 pipeline. :meth:`DiffusionEngine.generate`
-takes jobs that share one batch key and renders them in one pipeline call.
+takes jobs that share one batch key and renders them in one pipeline call;
+:meth:`DiffusersEngine.restyle` restyles in-memory video frames (img2img),
+optionally with anchor cross-frame attention against flicker.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ from __future__ import annotations
 import abc
 import asyncio
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
-from serve.diffusion.protocol import ImageDefaults, ImageJob
+import numpy as np
+
+from serve.diffusion.protocol import FrameBatch, FrameJob, ImageDefaults, ImageJob
 
 if TYPE_CHECKING:
     from serve.registry import ModelSpec
@@ -71,6 +76,7 @@ class DiffusersEngine(DiffusionEngine):
         self._call_defaults = {k: kwargs.pop(k) for k in CALL_DEFAULTS if k in kwargs}
         self._options = {k: kwargs.pop(k) for k in ENGINE_OPTIONS if k in kwargs}
         self._load_kwargs = kwargs
+        self._max_batch_size = max_batch_size
         self._pad_to = max_batch_size if self._options.get("batch_invariant", True) else 1
         # One pipeline call at a time, off the replica's event loop.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffusers")
@@ -149,17 +155,76 @@ class DiffusersEngine(DiffusionEngine):
         }
         if any(job.negative_prompt for job in jobs):
             common["negative_prompt"] = [job.negative_prompt or "" for job in jobs]
+        with self._device_errors(), torch.inference_mode():
+            if first.init_image is None:
+                result = self._text2img(width=first.width, height=first.height, **common)
+            else:
+                result = self._img2img(image=[job.init_image for job in jobs], strength=first.strength, **common)
+        return [_png(image) for image in result.images[:real]]
+
+    async def restyle(self, batch: FrameBatch) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """(rendered frames, rendered anchors) as HxWx3 uint8 arrays, each list in input order.
+
+        Rows are ``anchors + frames``, one call, padded to ``max_batch_size``
+        like :meth:`generate`; with ``consistency="anchor"`` each frame's
+        self-attention also attends to its anchor row for this call only.
+        A frame's pixels depend on its own image, prompt, seed and anchor,
+        never on which other frames share the call or where it sits.
+        """
+        rows = len(batch.anchors) + len(batch.frames)
+        if rows > self._max_batch_size:
+            raise ValueError(
+                f"a frame batch of {len(batch.anchors)} anchors + {len(batch.frames)} frames = {rows} rows "
+                f"exceeds max_batch_size {self._max_batch_size}; split it into smaller batches"
+            )
+        if not rows:
+            return [], []
+        if self._img2img is None:
+            raise RuntimeError("engine not started")
+        out = await asyncio.get_running_loop().run_in_executor(self._executor, self._restyle, batch)
+        return out[len(batch.anchors):], out[: len(batch.anchors)]
+
+    def _restyle(self, batch: FrameBatch) -> list[np.ndarray]:
+        import torch
+
+        from serve.diffusion.cross_frame import anchored_attention
+
+        rows: list[FrameJob] = batch.rows
+        real = len(rows)
+        n_anchors = len(batch.anchors)
+        # Anchor rows and frames without an anchor point at themselves; a frame at its anchor's row.
+        anchor_of = [i if i < n_anchors or job.anchor is None else job.anchor for i, job in enumerate(rows)]
+        pad = max(self._pad_to - real, 0)  # one shape for every call: see the class docstring
+        rows = rows + [rows[0]] * pad
+        anchor_of += range(real, real + pad)  # padding anchors to itself, never to a real row
+        generators = [torch.Generator(device="cpu").manual_seed(job.seed) for job in rows]
+        images = np.stack([job.image for job in rows]).astype(np.float32) / 255.0
+        call: dict[str, Any] = {
+            "image": images,
+            "prompt": [job.prompt for job in rows],
+            "num_inference_steps": batch.steps,
+            "strength": batch.strength,
+            "guidance_scale": batch.guidance_scale,
+            "generator": generators,
+            "output_type": "np",
+        }
+        if any(job.negative_prompt for job in rows):
+            call["negative_prompt"] = [job.negative_prompt or "" for job in rows]
+        anchored = anchored_attention(self._img2img.unet, anchor_of) if batch.consistency == "anchor" else nullcontext()
+        with self._device_errors(), torch.inference_mode(), anchored:
+            result = self._img2img(**call)
+        pixels = np.clip(np.round(np.asarray(result.images[:real]) * 255.0), 0, 255).astype(np.uint8)
+        return list(pixels)
+
+    @contextmanager
+    def _device_errors(self) -> Iterator[None]:
+        """Device errors poison the replica: remember them so health checks fail and Serve replaces it."""
         try:
-            with torch.inference_mode():
-                if first.init_image is None:
-                    result = self._text2img(width=first.width, height=first.height, **common)
-                else:
-                    result = self._img2img(image=[job.init_image for job in jobs], strength=first.strength, **common)
-        except (RuntimeError, MemoryError) as exc:  # device errors poison the replica: let Serve replace it
+            yield
+        except (RuntimeError, MemoryError) as exc:
             if "out of memory" in str(exc).lower() or "cuda" in str(exc).lower():
                 self._failure = exc
             raise
-        return [_png(image) for image in result.images[:real]]
 
 
 def _png(image: Any) -> bytes:

@@ -16,6 +16,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
@@ -154,6 +155,80 @@ def group_compatible(jobs: list[ImageJob]) -> list[list[int]]:
     for i, job in enumerate(jobs):
         groups.setdefault(job.batch_key, []).append(i)
     return list(groups.values())
+
+
+Consistency = Literal["none", "anchor"]
+
+
+@dataclass(frozen=True)
+class FrameJob:
+    """One video frame to restyle (image-to-image) from an in-memory RGB array.
+
+    ``anchor`` indexes :attr:`FrameBatch.anchors`: under ``consistency="anchor"``
+    the frame's self-attention also sees that anchor, which is what keeps
+    neighbouring frames alike. ``None`` renders the frame on its own.
+    """
+
+    image: np.ndarray = field(compare=False)  # HxWx3 uint8, H and W multiples of 8
+    prompt: str
+    seed: int
+    negative_prompt: str | None = None
+    anchor: int | None = None
+
+    def __post_init__(self) -> None:
+        shape, dtype = getattr(self.image, "shape", ()), getattr(self.image, "dtype", type(self.image).__name__)
+        if len(shape) != 3 or shape[2] != 3 or dtype != np.uint8:
+            raise ValueError(f"a frame is an HxWx3 uint8 array, not {dtype} of shape {shape}")
+        if not shape[0] or not shape[1] or shape[0] % 8 or shape[1] % 8:
+            raise ValueError(f"frame sides must be positive multiples of 8 (latents are 1/8 of the image), not {shape[:2]}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed {self.seed} is outside 0..{MAX_SEED}")
+
+
+@dataclass(frozen=True)
+class FrameBatch:
+    """Frames and the anchors they refer to, rendered in one pipeline call.
+
+    Anchors are rows of the same call (each anchored to itself), so a frame
+    and its anchor are denoised step by step together; returning the
+    rendered anchors lets a video job keep them as frames too.
+    """
+
+    frames: list[FrameJob]
+    anchors: list[FrameJob]
+    steps: int
+    strength: float
+    guidance_scale: float
+    consistency: Consistency = "none"
+
+    def __post_init__(self) -> None:
+        if self.consistency not in ("none", "anchor"):
+            raise ValueError(f"consistency must be 'none' or 'anchor', not {self.consistency!r}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be at least 1, not {self.steps}")
+        if not 0 < self.strength <= 1 or int(self.steps * self.strength) < 1:
+            raise ValueError(f"strength {self.strength} leaves no denoising step out of {self.steps}")
+        for i, frame in enumerate(self.frames):
+            if frame.anchor is not None and not 0 <= frame.anchor < len(self.anchors):
+                raise ValueError(f"frame {i} names anchor {frame.anchor}, but the batch has {len(self.anchors)} anchors")
+        sizes = {job.image.shape for job in self.rows}
+        if len(sizes) > 1:
+            raise ValueError(f"frames and anchors of one batch must share one size, not {sorted(sizes)}")
+
+    @property
+    def rows(self) -> list[FrameJob]:
+        """Pipeline rows in call order: anchors first, then frames."""
+        return [*self.anchors, *self.frames]
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """(height, width) of every row; ``None`` for an empty batch."""
+        rows = self.rows
+        return (int(rows[0].image.shape[0]), int(rows[0].image.shape[1])) if rows else None
+
+    def batch_key(self) -> tuple:
+        """Equal keys: the batches' rows could share one pipeline call (same size, schedule, guidance, mode)."""
+        return ("restyle", self.size, self.steps, self.strength, self.guidance_scale, self.consistency)
 
 
 def decode_image(data_b64: str, width: int, height: int) -> Image:
