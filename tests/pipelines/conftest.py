@@ -5,9 +5,11 @@ from __future__ import annotations
 import importlib.util
 import shutil
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from cluster.local import LocalRayHead
@@ -44,6 +46,37 @@ def rotated_copy(source: Path, path: Path, degrees: int = 90) -> Path:
                 packet.stream = stream
                 out.mux(packet)
     return path
+
+
+def vfr_copy(source: Path, path: Path, deltas: np.ndarray) -> Path:
+    """``source``'s video packets, untouched, retimed so frame k lasts ``deltas[k]`` ticks of 1/90000 s.
+
+    Mapping pts and dts through the same rising function keeps the B-frame
+    order valid, so this is a variable-frame-rate file with B-frames, which
+    an encoder fed irregular timestamps cannot be relied on to write.
+    """
+    starts = np.concatenate([[0], np.cumsum(deltas)])
+    with av.open(str(source)) as src, av.open(str(path), "w") as out:
+        stream = src.streams.video[0]
+        step = round(1 / (stream.average_rate * stream.time_base))
+        copy = out.add_stream_from_template(stream)
+        copy.time_base = Fraction(1, 90000)
+
+        def retime(t: int) -> int:
+            k = t // step
+            return int(starts[k]) if k >= 0 else 1000 * k  # B-frame dts before the first frame
+
+        for packet in src.demux(stream):
+            if packet.size:
+                packet.pts, packet.dts, packet.time_base = retime(packet.pts), retime(packet.dts), Fraction(1, 90000)
+                packet.stream = copy
+                out.mux(packet)
+    return path
+
+
+def audio_samples(path: Path) -> np.ndarray:
+    with av.open(str(path)) as c:
+        return np.concatenate([f.to_ndarray() for f in c.decode(c.streams.audio[0])], axis=1)
 
 
 @pytest.fixture(scope="session")

@@ -102,7 +102,7 @@ def _decode(src: av.container.InputContainer, segment: Segment,
 def _video_encoder(out: av.container.OutputContainer, video: Video, time_base: Fraction, crf: int, preset: str) -> av.video.stream.VideoStream:
     enc = out.add_stream("libx264", rate=video.rate)
     enc.width, enc.height, enc.pix_fmt = video.width - video.width % 2, video.height - video.height % 2, "yuv420p"
-    enc.time_base = time_base  # the source's clock: timestamps copy over exactly, VFR included
+    enc.time_base = enc.codec_context.time_base = time_base  # the source's clock (the encoder's too): VFR timestamps copy over exactly
     enc.options = {"preset": preset, "crf": str(crf)}
     enc.codec_context.thread_count = 1  # one CPU per task; segments run in parallel
     if video.rotation % 360:
