@@ -184,6 +184,28 @@ class JobOutput(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class JobPart(Base):
+    """A finished piece of one item of a job (a rendered chunk): what a retried runner skips.
+
+    ``object_key`` names the piece's intermediate object until its item is
+    assembled; ``data`` holds what the assembly needs of it (checksums,
+    measurements); ``attempt`` and ``worker`` say who made it.
+    """
+
+    __tablename__ = "job_parts"
+    __table_args__ = (UniqueConstraint("job_id", "item", "part"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    item: Mapped[int]
+    part: Mapped[str] = mapped_column(String(64))
+    attempt: Mapped[int]
+    worker: Mapped[str | None] = mapped_column(String(64), default=None)
+    object_key: Mapped[str | None] = mapped_column(String(512), default=None)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class JobEvent(Base):
     """Append-only log of a job: state changes, progress, errors. Feeds SSE."""
 

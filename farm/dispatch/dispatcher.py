@@ -1,4 +1,4 @@
-"""The dispatcher loop: lease → reconcile running jobs with Ray → start queued ones.
+"""The dispatcher loop: lease → reconcile running jobs with Ray → start queued ones → sweep ended jobs' parts.
 
 All state is in the database, so any control-plane process can take over:
 a restarted process re-attaches to running jobs through their Ray job ids.
@@ -18,14 +18,16 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from farm.db import Database, Job, JobEvent
+from farm.db import Database, Job, JobEvent, JobPart
 from farm.db.models import utcnow
 from farm.dispatch import lease
 from farm.dispatch.selection import next_jobs
+from farm.jobs import parts
 from farm.jobs.service import transition
 from farm.jobs.states import ACTIVE, JobState
 from farm.runner_env import SECRET_NAMES_ENV, SECRETS_FILE_ENV, job_env, runner_secrets_path, write_secrets_file
 from farm.settings import Settings
+from farm.storage import ObjectStore, open_store
 
 log = logging.getLogger("farm.dispatch")
 LEASE_NAME = "dispatcher"
@@ -41,6 +43,7 @@ class Dispatcher:
         self._thread: threading.Thread | None = None
         self.is_leader = False
         self._secrets_written: dict[str, str] | None = None
+        self._store: ObjectStore | None = None
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -79,6 +82,7 @@ class Dispatcher:
             return
         self.reconcile()
         self.start_queued()
+        self.sweep_parts()
 
     def reconcile(self) -> None:
         with self.db.session() as s:
@@ -102,6 +106,18 @@ class Dispatcher:
             what = "vanished from Ray" if status is None else f"ended {status.value.lower()} before finishing"
             self._requeue_or_fail(s, job, f"runner {what}" + (f": {message}" if message else ""))
         s.commit()
+
+    def sweep_parts(self) -> None:
+        """Intermediate objects of jobs that ended failed or cancelled (by a runner, this loop or the API) go."""
+        ended = (JobState.failed.value, JobState.cancelled.value)
+        with self.db.session() as s:
+            job_ids = s.scalars(select(JobPart.job_id).join(Job, Job.id == JobPart.job_id).where(Job.state.in_(ended)).distinct()).all()
+            for job_id in job_ids:
+                if self._store is None:
+                    self._store = open_store(self.settings)
+                dropped = parts.discard(s, self._store, job_id)
+                log.info("job %s ended: %d intermediate objects removed", job_id, dropped)
+            s.commit()
 
     def _grace_over(self, s: Session, job: Job) -> bool:
         """A runner gets a grace period to stop at an item boundary and save what it has."""

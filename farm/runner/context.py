@@ -23,7 +23,7 @@ from sqlalchemy import select
 from farm import assets
 from farm.accounts import Principal
 from farm.db import Asset, Database, Job, Project, Role
-from farm.jobs import outputs
+from farm.jobs import outputs, parts
 from farm.jobs.service import add_event, record_items, recorded_items
 from farm.jobs.states import JobState
 from farm.runner.batch import BatchBook
@@ -52,6 +52,17 @@ class InputAsset:
     content_type: str
     size: int
     object_key: str
+
+
+@dataclass(frozen=True)
+class PartRecord:
+    """A finished piece of an item (see `farm.jobs.parts`): who made it, its object, what assembly needs of it."""
+
+    part: str
+    attempt: int
+    worker: str | None
+    object_key: str | None
+    data: dict[str, Any]
 
 
 class JobContext:
@@ -175,6 +186,29 @@ class JobContext:
         outputs.record(session, self._job(session), item, output, asset_id)
         session.commit()
         return asset_id
+
+    # -- parts of long items ------------------------------------------------------------------
+
+    def parts(self, item: int) -> dict[str, PartRecord]:
+        """The pieces of ``item`` finished by this or an earlier attempt, by part name."""
+        with self._db.session() as s:
+            return {r.part: PartRecord(r.part, r.attempt, r.worker, r.object_key, dict(r.data)) for r in parts.parts_of(s, self.job_id, item)}
+
+    def record_part(self, item: int, part: str, *, stored: StoredFile | None = None, worker: str | None = None,
+                    data: dict[str, Any] | None = None) -> PartRecord:
+        """Record a finished piece of ``item`` (its object, if any, stays until `release_parts`)."""
+        with self._db.session() as s:
+            row = parts.record(s, self.job_id, item, part, attempt=self.attempt, worker=worker,
+                               object_key=stored.object_key if stored else None, data=data)
+            s.commit()
+            return PartRecord(row.part, row.attempt, row.worker, row.object_key, dict(row.data))
+
+    def release_parts(self, item: int, *, forget: bool = False) -> int:
+        """Drop ``item``'s intermediate objects once it is assembled (``forget``: the records too, for a failed item)."""
+        with self._db.session() as s:
+            dropped = parts.release(s, self._store, self.job_id, item, forget=forget)
+            s.commit()
+            return dropped
 
     # -- items, progress, events, cancel ---------------------------------------------------
 
