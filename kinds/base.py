@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo
 
 #: The closed vocabulary of what jobs produce. A workflow wires one kind's
 #: output into another kind's input by these types, never by file names.
@@ -25,6 +25,7 @@ OutputType = Literal[
     "table",  # a tabular report (CSV)
     "edit_list",  # an edit decision list (EDL)
     "jsonl",  # line-delimited JSON records (batch output and error files)
+    "report",  # a JSON document of what a job measured (flicker, checksums, settings)
 ]
 OUTPUT_TYPES: tuple[str, ...] = get_args(OutputType)
 
@@ -92,3 +93,18 @@ class KindInfo:
             return self.outputs[name]
         except KeyError:
             raise KeyError(f"job kind {self.name!r} has no output {name!r}; it has: {', '.join(self.outputs) or '(none)'}") from None
+
+
+def known_model(name: str | None, kind: str, info: ValidationInfo) -> str | None:
+    """Check a model name against the registry the submitter passed as context (``{"models": {name: kind}}``).
+
+    The API passes the farm's registry, so a typo is a 422 naming the field at
+    submit; without a context (a runner re-reading a stored spec) it passes.
+    """
+    models = (info.context or {}).get("models")
+    if name is None or models is None:
+        return name
+    if models.get(name) != kind:
+        known = ", ".join(sorted(n for n, k in models.items() if k == kind)) or "(none)"
+        raise ValueError(f"unknown {kind} model {name!r}; this farm's {kind} models: {known}")
+    return name

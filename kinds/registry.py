@@ -19,6 +19,7 @@ BUILTIN: tuple[str, ...] = (
     "kinds.video_shots",
     "kinds.batch_chat",
     "kinds.batch_images",
+    "kinds.video_restyle",
 )
 
 _KINDS: dict[str, KindInfo] = {}
@@ -58,8 +59,9 @@ def get_kind(name: str) -> KindInfo:
         raise UnknownKind(name) from None
 
 
-def parse_spec(kind: str, spec: dict[str, Any]) -> JobSpec:
-    return get_kind(kind).spec.model_validate(spec)
+def parse_spec(kind: str, spec: dict[str, Any], context: dict[str, Any] | None = None) -> JobSpec:
+    """The kind's spec; ``context`` carries what validation may check against (``{"models": {name: kind}}``)."""
+    return get_kind(kind).spec.model_validate(spec, context=context)
 
 
 def extra_modules(value: str | Sequence[str] | None) -> list[str]:

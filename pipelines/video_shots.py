@@ -19,6 +19,7 @@ from typing import Any
 
 from farm.runner.context import JobContext
 from kinds.video_shots import VideoShotsSpec
+from pipelines.progress import Reporter
 from pipelines.stages.backend import run_ray
 from pipelines.stages.media.sheet import contact_sheet
 from pipelines.stages.payloads import Failed, Probed, RenderedShot, Shot, ShotTask, Source
@@ -41,7 +42,7 @@ def run(ctx: JobContext) -> None:
     todo = [s for s in sources if s.index not in done]
     if todo:
         ctx.connect_ray()
-        report = Reporter(ctx)
+        report = ShotsReporter(ctx)
         detected, failed = find_shots(
             todo, detector_config(spec), objects=ctx.objects, chunk_size=spec.chunk_size,
             on_probed=report.probed, on_chunk=report.frames,
@@ -67,20 +68,8 @@ def _is_our_clip(name: str) -> bool:
     return re.search(CLIP_NAME, name) is not None
 
 
-class Reporter:
-    """Progress events at most twice a second: frames while decoding, shots while rendering."""
-
-    def __init__(self, ctx: JobContext, every_s: float = 0.5) -> None:
-        self.ctx, self.every_s = ctx, every_s
-        self.fields: dict[str, Any] = {}
-        self._last = 0.0
-
-    def emit(self, force: bool = False, **fields: Any) -> None:
-        self.fields.update(fields)
-        if force or time.monotonic() - self._last >= self.every_s:
-            self._last = time.monotonic()
-            self.ctx.flush(**self.fields)
-        self.ctx.check_cancel()
+class ShotsReporter(Reporter):
+    """Frames while decoding, then shots while rendering."""
 
     def probed(self, probed: Iterable[Probed], progress: Progress) -> None:
         self.emit(force=True, phase="decode", frames_decoded=0, frames_total=progress.frames_total)
@@ -93,7 +82,7 @@ class Reporter:
 class Outputs:
     """Renders shots on workers, then writes and records each video's outputs as it completes."""
 
-    def __init__(self, ctx: JobContext, spec: VideoShotsSpec, report: Reporter) -> None:
+    def __init__(self, ctx: JobContext, spec: VideoShotsSpec, report: ShotsReporter) -> None:
         self.ctx, self.spec, self.report = ctx, spec, report
         self.want = set(spec.outputs)
 

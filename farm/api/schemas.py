@@ -130,7 +130,7 @@ class JobPublic(Public):
 class JobOutputPublic(Public):
     item: int | None = Field(description="The item that produced it; null for an output of the whole job")
     output: str = Field(description="The output's name, as GET /v1/job-kinds lists it for the job's kind")
-    type: str = Field(description="What the asset is: video, video_shots, story_shotlist, image, captions, table, edit_list or jsonl")
+    type: str = Field(description="What the asset is: video, video_shots, story_shotlist, image, captions, table, edit_list, jsonl or report")
     asset_id: str
 
 

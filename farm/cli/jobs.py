@@ -94,6 +94,23 @@ def watch(job_id: str) -> None:
     follow(_client(), job_id)
 
 
+#: Progress fields a kind reports inside an item, as (done, total, label); the first present is shown.
+WORK_FIELDS = (("frames_rendered", "frames_total", "frames rendered"), ("frames_decoded", "frames_total", "frames decoded"),
+               ("shots_rendered", "shots_total", "shots rendered"))
+
+
+def progress_detail(ev: dict[str, Any], counts: dict[str, Any]) -> str:
+    """What a progress event says beyond items: the phase and the work done inside long items, and failures."""
+    parts = [str(ev["phase"])] if ev.get("phase") else []
+    for done, total, label in WORK_FIELDS:
+        if done in ev and ev.get(total):
+            parts.append(f"{label} {ev[done]:,}/{ev[total]:,}")
+            break
+    if counts.get("failed"):
+        parts.append(f"{counts['failed']} failed")
+    return " · ".join(parts)
+
+
 def follow(client: Client, job_id: str) -> None:
     final: dict[str, Any] = {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
@@ -111,8 +128,7 @@ def follow(client: Client, job_id: str) -> None:
                     counts = ev.get("counts") or ev
                     if "total" in counts:
                         done = counts.get("succeeded", 0) + counts.get("failed", 0)
-                        progress.update(task, total=counts["total"] or None, completed=done,
-                                        detail=f"{counts.get('failed', 0)} failed" if counts.get("failed") else "")
+                        progress.update(task, total=counts["total"] or None, completed=done, detail=progress_detail(ev, counts))
                     if ev["type"] == "state":
                         progress.update(task, description=f"{job_id} {ev['state']}")
                         if ev["state"] in TERMINAL:

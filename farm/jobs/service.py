@@ -86,13 +86,15 @@ def submit(
     max_attempts: int,
     *,
     commit: bool = True,
+    spec_context: dict[str, Any] | None = None,
 ) -> tuple[Job, bool]:
     """Create a queued job; with an idempotency key, a replay returns the original.
 
     ``commit=False`` leaves the transaction open so a caller can add its own
-    rows (a batch) that must exist exactly when the job does.
+    rows (a batch) that must exist exactly when the job does. ``spec_context``
+    is what the spec is validated against (the model registry's names).
     """
-    parsed = parse_spec(kind, spec)
+    parsed = parse_spec(kind, spec, spec_context)
     normal = parsed.model_dump(mode="json")
     digest = request_hash(kind, normal, priority, project.id)
     if idempotency_key:

@@ -11,12 +11,15 @@ import hashlib
 import logging
 import pickle
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipelines.stages.base import MediaError, Stage
 from pipelines.stages.payloads import Failed, Source
+
+if TYPE_CHECKING:
+    from ray.data import Dataset
 
 log = logging.getLogger("farm.stages")
 COLUMN = "item"
@@ -89,21 +92,29 @@ class _Apply:
         return {COLUMN: column}
 
 
-def run_ray(stage: Stage[Any, Any], items: Sequence[Any], *, concurrency: int | None = None) -> Iterator[Any]:
-    """On the Ray cluster, one task per item; yields outputs as tasks finish (unordered)."""
-    if not items:
-        return
+def dataset(items: Sequence[Any]) -> Dataset:
+    """A Ray dataset of pickled payloads, one block per item, so every item can start on its own worker."""
     import ray.data
 
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
-    # Each dataset here is one operator: Ray Data's per-operator reservation (half the
-    # cluster by default) would only leave CPUs idle — on 2 CPUs, one task at a time.
+    # Ray Data's per-operator reservation (half the cluster by default) would only
+    # leave CPUs idle here — on 2 CPUs, one task at a time.
     context.op_resource_reservation_enabled = False
-    ds = ray.data.from_items([{COLUMN: pickle.dumps(i)} for i in items], override_num_blocks=len(items))
-    ds = ds.map_batches(
+    return ray.data.from_items([{COLUMN: pickle.dumps(i)} for i in items], override_num_blocks=len(items))
+
+
+def map_stage(ds: Dataset, stage: Stage[Any, Any], *, concurrency: int | None = None) -> Dataset:
+    """``stage`` over a dataset of pickled payloads, one task per payload; chains with other stages, streaming."""
+    return ds.map_batches(
         _Apply(stage), batch_size=1, batch_format="numpy", zero_copy_batch=True, concurrency=concurrency,
         num_cpus=stage.resources.cpus, num_gpus=stage.resources.gpus or None,
     )
-    for row in ds.iter_rows():
+
+
+def run_ray(stage: Stage[Any, Any], items: Sequence[Any], *, concurrency: int | None = None) -> Iterator[Any]:
+    """On the Ray cluster, one task per item; yields outputs as tasks finish (unordered)."""
+    if not items:
+        return
+    for row in map_stage(dataset(items), stage, concurrency=concurrency).iter_rows():
         yield pickle.loads(row[COLUMN])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -53,6 +53,7 @@ def kind_public(kind: KindInfo) -> JobKindPublic:
 
 @router.post("/v1/jobs", status_code=201, response_model=JobPublic, responses={200: {"model": JobPublic, "description": "replay of an Idempotency-Key"}, 409: ERROR_RESPONSES[422]})
 def create_job(
+    request: Request,
     body: JobCreate,
     principal: Member,
     session: SessionDep,
@@ -61,7 +62,8 @@ def create_job(
 ) -> JSONResponse:
     project = load_project(session, principal, body.project_id)
     try:
-        job, created = submit(session, principal, project, body.kind, body.spec, body.priority, idempotency_key, rt.settings.dispatch.max_attempts)
+        job, created = submit(session, principal, project, body.kind, body.spec, body.priority, idempotency_key,
+                              rt.settings.dispatch.max_attempts, spec_context=spec_context(request))
     except UnknownKind as exc:
         raise ApiError(422, f"kind: {exc}") from None
     except ValidationError as exc:
@@ -71,6 +73,18 @@ def create_job(
     except IdempotencyConflict as exc:
         raise ApiError(409, str(exc), type="idempotency_conflict") from None
     return JSONResponse(JobPublic.of(job).model_dump(mode="json"), status_code=201 if created else 200)
+
+
+def spec_context(request: Request) -> dict[str, Any] | None:
+    """The served models' names and kinds, so a spec naming an unknown model is a 422 at submit (None: unreadable registry)."""
+    generation = getattr(request.app.state, "generation", None)
+    if generation is None:
+        return None
+    try:
+        registry = generation.registry()
+    except Exception:  # an unreadable registry must not stop other kinds' jobs; the runner reports it
+        return None
+    return {"models": {name: spec.kind for name, spec in registry.models.items()}}
 
 
 @router.get("/v1/jobs", response_model=Page[JobPublic])
