@@ -1,6 +1,6 @@
 """The Kubernetes manifests (cluster/kuberay/), validated offline.
 
-Every KubeRay object against its CRD schema from ../shared/schemas/kuberay/, strictly; every
+Every KubeRay object against its CRD schema (tests/cluster/crds/, or ../shared/schemas/kuberay/ beside the checkout), strictly; every
 core object with kubernetes-validate; the autoscaler's reading of the worker groups through
 Ray's own KubeRay code; and the places where a manifest could drift from the code: setting
 names, the model registry, service names, labels, kustomize's image rule.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import gzip
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +30,8 @@ from pydantic import BaseModel, SecretStr
 REPO = Path(__file__).resolve().parents[2]
 KUBERAY = REPO / "cluster" / "kuberay"
 LAUNCHER = REPO / "cluster" / "launcher"
-CRDS = REPO.parent / "shared" / "schemas" / "kuberay"
+SHARED_CRDS = REPO.parent / "shared" / "schemas" / "kuberay"  # the house copy, beside the checkout
+BUNDLED_CRDS = Path(__file__).with_name("crds")  # the same files, gzipped, for a clone on its own
 
 # The Kubernetes version core objects are checked against: a release kubernetes-validate
 # ships and the managed services (EKS, GKE) offered in 2026.
@@ -69,10 +71,11 @@ def strict(schema: Any) -> Any:
 def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     """(apiVersion, kind) → that CRD version's openAPIV3Schema, for every CRD file."""
     found: dict[tuple[str, str], dict[str, Any]] = {}
-    paths = sorted(CRDS.glob("*.yaml"))
-    assert paths, f"no CRDs under {CRDS} (the KubeRay schemas live in ../shared/schemas/kuberay/)"
+    paths = sorted(SHARED_CRDS.glob("*.yaml")) or sorted(BUNDLED_CRDS.glob("*.yaml.gz"))
+    assert paths, f"no CRDs under {SHARED_CRDS} or {BUNDLED_CRDS}"
     for path in paths:
-        crd = yaml.load(path.read_text(), Loader=yaml.CSafeLoader)  # 1 MB each: the C loader
+        text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+        crd = yaml.load(text, Loader=yaml.CSafeLoader)  # 1 MB each: the C loader
         group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
         for version in crd["spec"]["versions"]:
             found[(f"{group}/{version['name']}", kind)] = version["schema"]["openAPIV3Schema"]
