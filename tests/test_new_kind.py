@@ -11,15 +11,19 @@ import csv
 import io
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from cluster.local import LocalRayHead
 from tests.farm.dispatch.conftest import make_settings, start_job_farm
+from tests.kinds.throwaway import isolate_registry
 
 EXTRA = "tests.extra_kinds.echo_kind"
 
 
-def test_a_throwaway_kind_runs_on_ray_and_records_typed_outputs(postgres_url: str, ray_cluster: LocalRayHead, tmp_path: Path) -> None:
+def test_a_throwaway_kind_runs_on_ray_and_records_typed_outputs(postgres_url: str, ray_cluster: LocalRayHead, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    isolate_registry(monkeypatch)  # the extra kind leaves the process-wide registry with the test
     settings = make_settings(tmp_path, postgres_url, ray_cluster).model_copy(update={"extra_kinds": [EXTRA]})
     jf = start_job_farm(settings)
     client = jf.clients["a"]

@@ -38,6 +38,7 @@ from farm.runner_env import (
 from farm.settings import S3Settings, Settings, StorageSettings
 from tests.farm.dispatch.conftest import make_settings, start_job_farm
 from tests.fixtures.s3 import S3Server, unique_bucket
+from tests.kinds.throwaway import isolate_registry
 
 EXTRA = "tests.extra_kinds.echo_kind"  # a kind whose Ray tasks write to the object store
 
@@ -182,8 +183,9 @@ def password_db(postgres_server: str, postgres_url: str) -> Iterator[PasswordDat
 
 
 def test_no_secret_in_what_the_jobs_api_returns(
-    password_db: PasswordDatabase, s3_server: S3Server, ray_cluster: LocalRayHead, tmp_path: Path
+    password_db: PasswordDatabase, s3_server: S3Server, ray_cluster: LocalRayHead, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    isolate_registry(monkeypatch)  # the extra kind this farm loads leaves the process-wide registry with the test
     s3_secret = f"s3-secret-{secrets.token_hex(12)}"
     bucket = unique_bucket()
     settings = make_settings(tmp_path, password_db.url, ray_cluster).model_copy(update={
