@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 #: The closed vocabulary of what jobs produce. A workflow wires one kind's
 #: output into another kind's input by these types, never by file names.
@@ -63,6 +63,22 @@ class JobSpec(BaseModel):
     def max_failed_fraction(self) -> float:
         """Fail the whole job when more than this share of items failed."""
         return 1.0
+
+
+class VideoInputsSpec(JobSpec):
+    """A kind whose items are videos: named assets, or every video of a project at submit time."""
+
+    asset_ids: list[str] = Field(default_factory=list, max_length=10_000, description="the videos, one item each")
+    project_id: str | None = Field(default=None, description="instead of asset_ids: every video in this project at submit time")
+
+    @model_validator(mode="after")
+    def _one_input(self) -> VideoInputsSpec:
+        if bool(self.asset_ids) == bool(self.project_id):
+            raise ValueError("give either asset_ids or project_id")
+        return self
+
+    def total_items(self) -> int | None:
+        return len(self.asset_ids) or None
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from kinds.base import JobSpec, KindInfo, Output, known_model
+from kinds.base import KindInfo, Output, VideoInputsSpec, known_model
 from kinds.video_shots import VideoShotsSpec
 
 MAX_SEED = 2**32 - 1
@@ -14,11 +14,9 @@ SeedPolicy = Literal["per_shot", "per_video", "per_frame"]
 Consistency = Literal["none", "anchor"]
 
 
-class VideoRestyleSpec(JobSpec):
+class VideoRestyleSpec(VideoInputsSpec):
     """Renders every frame of videos through a diffusion model (image-to-image), shot by shot, audio kept."""
 
-    asset_ids: list[str] = Field(default_factory=list, max_length=10_000, description="the videos, one item each")
-    project_id: str | None = Field(default=None, description="instead of asset_ids: every video in this project at submit time")
     shots_asset_ids: list[str] | None = Field(
         default=None, max_length=10_000,
         description="the videos' shots from earlier video.shots jobs (<video>.shots.json), aligned with asset_ids; "
@@ -76,15 +74,10 @@ class VideoRestyleSpec(JobSpec):
         return value
 
     @model_validator(mode="after")
-    def _inputs(self) -> VideoRestyleSpec:
-        if bool(self.asset_ids) == bool(self.project_id):
-            raise ValueError("give either asset_ids or project_id")
+    def _shots_align(self) -> VideoRestyleSpec:
         if self.shots_asset_ids is not None and len(self.shots_asset_ids) != len(self.asset_ids):
             raise ValueError(f"shots_asset_ids must align with asset_ids: {len(self.shots_asset_ids)} for {len(self.asset_ids)} videos")
         return self
-
-    def total_items(self) -> int | None:
-        return len(self.asset_ids) or None
 
     def max_failed_fraction(self) -> float:
         return self.fail_job_above

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from kinds.base import JobSpec, KindInfo, Output
+from kinds.base import KindInfo, Output, VideoInputsSpec
 
 SHOT_OUTPUTS = ("keyframes", "clips", "contact_sheet", "json", "csv", "edl")
 ShotOutput = Literal["keyframes", "clips", "contact_sheet", "json", "csv", "edl"]
 
 
-class VideoShotsSpec(JobSpec):
+class VideoShotsSpec(VideoInputsSpec):
     """Splits videos into shots: boundaries, keyframes, per-shot clips, a contact sheet, JSON/CSV/EDL."""
 
-    asset_ids: list[str] = Field(default_factory=list, max_length=10_000, description="the videos, one item each")
-    project_id: str | None = Field(default=None, description="instead of asset_ids: every video in this project at submit time")
     detector: Literal["content", "adaptive"] = "content"
     threshold: float | None = Field(
         default=None, gt=0, le=255,
@@ -30,15 +28,6 @@ class VideoShotsSpec(JobSpec):
     clip_crf: int = Field(default=20, ge=0, le=51, description="H.264 quality of the clips (lower is better)")
     clip_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] = "veryfast"
     fail_job_above: float = Field(default=0.99, ge=0, le=1, description="fail the job when more than this share of videos failed")
-
-    @model_validator(mode="after")
-    def _one_input(self) -> VideoShotsSpec:
-        if bool(self.asset_ids) == bool(self.project_id):
-            raise ValueError("give either asset_ids or project_id")
-        return self
-
-    def total_items(self) -> int | None:
-        return len(self.asset_ids) or None
 
     def max_failed_fraction(self) -> float:
         return self.fail_job_above

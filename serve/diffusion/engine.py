@@ -143,18 +143,7 @@ class DiffusersEngine(DiffusionEngine):
             raise ValueError("generate() takes jobs that share one batch key")
         real = len(jobs)
         jobs = jobs + [first] * (self._pad_to - real)  # one shape for every call: see the class docstring
-        # One CPU generator per image: its noise depends on its seed alone,
-        # whatever else is in the batch, and is the same on CPU and GPU.
-        generators = [torch.Generator(device="cpu").manual_seed(job.seed) for job in jobs]
-        common: dict[str, Any] = {
-            "prompt": [job.prompt for job in jobs],
-            "num_inference_steps": first.steps,
-            "guidance_scale": first.guidance_scale,
-            "generator": generators,
-            "output_type": "pil",
-        }
-        if any(job.negative_prompt for job in jobs):
-            common["negative_prompt"] = [job.negative_prompt or "" for job in jobs]
+        common = _row_args(jobs, steps=first.steps, guidance_scale=first.guidance_scale, output_type="pil")
         with self._device_errors(), torch.inference_mode():
             if first.init_image is None:
                 result = self._text2img(width=first.width, height=first.height, **common)
@@ -197,19 +186,8 @@ class DiffusersEngine(DiffusionEngine):
         pad = max(self._pad_to - real, 0)  # one shape for every call: see the class docstring
         rows = rows + [rows[0]] * pad
         anchor_of += range(real, real + pad)  # padding anchors to itself, never to a real row
-        generators = [torch.Generator(device="cpu").manual_seed(job.seed) for job in rows]
-        images = np.stack([job.image for job in rows]).astype(np.float32) / 255.0
-        call: dict[str, Any] = {
-            "image": images,
-            "prompt": [job.prompt for job in rows],
-            "num_inference_steps": batch.steps,
-            "strength": batch.strength,
-            "guidance_scale": batch.guidance_scale,
-            "generator": generators,
-            "output_type": "np",
-        }
-        if any(job.negative_prompt for job in rows):
-            call["negative_prompt"] = [job.negative_prompt or "" for job in rows]
+        call = _row_args(rows, steps=batch.steps, guidance_scale=batch.guidance_scale, output_type="np")
+        call.update(image=np.stack([job.image for job in rows]).astype(np.float32) / 255.0, strength=batch.strength)
         anchored = anchored_attention(self._img2img.unet, anchor_of) if batch.consistency == "anchor" else nullcontext()
         with self._device_errors(), torch.inference_mode(), anchored:
             result = self._img2img(**call)
@@ -225,6 +203,26 @@ class DiffusersEngine(DiffusionEngine):
             if "out of memory" in str(exc).lower() or "cuda" in str(exc).lower():
                 self._failure = exc
             raise
+
+
+def _row_args(rows: Sequence[Any], *, steps: int, guidance_scale: float, output_type: str) -> dict[str, Any]:
+    """Per-row prompts and seeds of one pipeline call (image jobs and frame jobs alike).
+
+    One CPU generator per row: its noise depends on its seed alone, whatever
+    else is in the batch, and is the same on CPU and GPU.
+    """
+    import torch
+
+    args: dict[str, Any] = {
+        "prompt": [row.prompt for row in rows],
+        "num_inference_steps": steps,
+        "guidance_scale": guidance_scale,
+        "generator": [torch.Generator(device="cpu").manual_seed(row.seed) for row in rows],
+        "output_type": output_type,
+    }
+    if any(row.negative_prompt for row in rows):
+        args["negative_prompt"] = [row.negative_prompt or "" for row in rows]
+    return args
 
 
 def _png(image: Any) -> bytes:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 class DecodedChunk:
     chunk: RenderChunk
     frames: np.ndarray  # (N, H, W, 3) uint8 at the working size
-    anchor: np.ndarray  # (H, W, 3) the shot's anchor frame
+    anchor: np.ndarray | None  # (H, W, 3) the shot's anchor frame, for consistency "anchor" only
     source_diffs: tuple[float, ...]  # mean |frame[i+1] - frame[i]| within the chunk
 
 
@@ -85,10 +85,11 @@ class DecodeChunk(Stage[RenderChunk, DecodedChunk]):
 
     def process(self, item: RenderChunk) -> list[DecodedChunk]:
         wanted = list(range(item.start, item.end))
-        extra = item.anchor not in wanted
+        needs_anchor = item.look.consistency == "anchor"
+        extra = needs_anchor and item.anchor not in wanted  # decoded only when rendering attends to it
         decoded = decode_frames(media_path(item.source, self.objects), [*wanted, item.anchor] if extra else wanted, item.working)
         frames = decoded[:len(wanted)]
-        anchor = decoded[-1] if extra else decoded[wanted.index(item.anchor)]
+        anchor = None if not needs_anchor else decoded[-1] if extra else decoded[wanted.index(item.anchor)]
         return [DecodedChunk(item, frames, anchor, frame_diffs(frames))]
 
 
@@ -122,8 +123,8 @@ class RenderFrames(Stage[DecodedChunk, RenderedChunk]):
 
         assert self._engine is not None and self._loop is not None, "setup() first"
         c, look = item.chunk, item.chunk.look
-        anchored = look.consistency == "anchor"
-        anchor = FrameJob(image=item.anchor, prompt=c.prompt, seed=c.anchor_seed, negative_prompt=look.negative_prompt)
+        anchored = item.anchor is not None
+        anchors = [FrameJob(image=item.anchor, prompt=c.prompt, seed=c.anchor_seed, negative_prompt=look.negative_prompt)] if anchored else []
         per_call = self.spec.max_batch_size - (1 if anchored else 0)
         if per_call < 1:
             raise ValueError(f"model {self.spec.name}: max_batch_size {self.spec.max_batch_size} leaves no room beside the anchor")
@@ -135,7 +136,7 @@ class RenderFrames(Stage[DecodedChunk, RenderedChunk]):
                          anchor=0 if anchored else None)
                 for i in range(first, min(first + per_call, c.frames))
             ]
-            batch = FrameBatch(frames=jobs, anchors=[anchor] if anchored else [], steps=look.steps, strength=look.strength,
+            batch = FrameBatch(frames=jobs, anchors=anchors, steps=look.steps, strength=look.strength,
                                guidance_scale=look.guidance_scale, consistency=look.consistency)
             rendered, _ = self._loop.run_until_complete(self._engine.restyle(batch))
             out.extend(rendered)
