@@ -148,7 +148,8 @@ def memory_shots(frames: int, seed: int = 11) -> list[int]:
         lengths.append(int(rng.integers(2 * FPS, 6 * FPS + 1)))
     lengths[-1] -= sum(lengths) - frames
     if len(lengths) > 1 and lengths[-1] < FPS:  # no runt shot at the end
-        lengths[-2] += lengths.pop()
+        runt = lengths.pop()
+        lengths[-1] += runt
     return lengths
 
 
@@ -714,7 +715,7 @@ def report_memory(out: Any, args: argparse.Namespace, runs: dict[str, JobRun], s
         table.add_column(col, justify="left" if col in ("source", "largest process at peak") else "right")
     for key, run in runs.items():
         size = sources[key].stat().st_size
-        label = f"{key}, {args.long_s if key == 'long' else args.short_s:g} s"
+        label = f"{key}, {run.frames / FPS:g} s" if run.frames else key
         if not run.ok or run.memory is None:
             table.add_row(label, "[red]failed", *[""] * 9)
             continue
@@ -729,7 +730,7 @@ def report_memory(out: Any, args: argparse.Namespace, runs: dict[str, JobRun], s
         r = long.memory.peak / short.memory.peak
         grow = (long.memory.peak - long.idle_rss) / max(1, short.memory.peak - short.idle_rss)
         met = "[green]met" if r <= 1.5 else "[red]missed"
-        out.print(f"peak {args.long_s:g} s / peak {args.short_s:g} s = ×{r:.2f} (target ≤ ×1.5: {met}[/]); the jobs' own share "
+        out.print(f"peak {long.frames / FPS:g} s / peak {short.frames / FPS:g} s = ×{r:.2f} (target ≤ ×1.5: {met}[/]); the jobs' own share "
                   f"(peak - idle) ×{grow:.2f}; the long source is ×{long.frames / short.frames:.1f} the frames")
 
 
