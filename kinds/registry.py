@@ -20,6 +20,7 @@ BUILTIN: tuple[str, ...] = (
     "kinds.batch_chat",
     "kinds.batch_images",
     "kinds.video_restyle",
+    "kinds.story_animatic",
 )
 
 _KINDS: dict[str, KindInfo] = {}
