@@ -1,13 +1,17 @@
 """`farm demo`: the main job on embedded defaults, end to end, then a clean stop.
 
 Starts the farm, uploads a generated multi-shot sample, runs `video.shots` on
-it with a live progress bar, downloads the outputs and says where they are.
+it, then `video.restyle` on the shots it found (the tiny random-weight
+diffusion model unless a registry file names real weights), each with a live
+progress bar; downloads the outputs, puts the restyled sample beside the
+source in one video, and says where everything is.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +32,12 @@ if TYPE_CHECKING:
 DEMO_ORG = "demo"
 DEMO_PROJECT = "demo"
 SAMPLE_SHOTS = (36, 30, 42, 24)  # frames: hard cuts at 36, 66 and 108
+RESTYLE = {  # small on purpose: seconds on two CPU cores with the demo model
+    "prompt": "a watercolor painting, soft paper texture", "short_side": 128, "steps": 4, "strength": 0.6,
+    "consistency": "anchor", "chunk_size": 16,
+}
+SHOTS_BARS = (("frames_decoded", "frames_total", "decoding frames"), ("shots_rendered", "shots_total", "rendering shots"))
+RESTYLE_BARS = (("frames_rendered", "frames_total", "restyling frames"),)
 
 
 def run_demo(settings: Settings) -> None:
@@ -62,10 +72,11 @@ def run_demo(settings: Settings) -> None:
             "kind": "video.shots", "project_id": project["id"], "spec": {"asset_ids": [asset["id"]]},
         })
         console.print(f"Job [bold]{job['id']}[/] video.shots submitted: shots, keyframes, clips and a contact sheet")
-        done = follow_shots(client, job["id"])
+        done = follow(client, job["id"], SHOTS_BARS)
         if done["state"] != "succeeded" or done["counts"]["failed"]:
             raise SystemExit(f"video.shots job {job['id']} ended {done['state']}: {done['error'] or done['counts']}")
         out = settings.home / "demo-output"
+        shutil.rmtree(out, ignore_errors=True)
         files = download_results(client, done["result_asset_ids"], out)
         shots = json.loads((out / f"{sample.path.stem}.shots.json").read_text())
         starts = [s["start_frame"] for s in shots["shots"][1:]]
@@ -73,13 +84,41 @@ def run_demo(settings: Settings) -> None:
         table([{"shot": s["index"], "frames": f"{s['start_frame']}-{s['end_frame'] - 1}", "start": s["start_timecode"],
                 "clip": s.get("clip", {}).get("name", ""), "keyframe": s.get("keyframe_images", [{}])[0].get("name", "")}
                for s in shots["shots"]], ["shot", "frames", "start", "clip", "keyframe"], title="video.shots")
-        clips = sorted(p.name for p in files if p.suffix == ".mp4")
+
+        model = demo_model_note(settings)
+        restyle = earlier_restyle(client, project["id"], asset["id"])
+        if restyle is None:
+            shot_list = next(o["asset_id"] for o in done["outputs"] if o["type"] == "video_shots")
+            restyle = client.request("POST", "/v1/jobs", json={
+                "kind": "video.restyle", "project_id": project["id"],
+                "spec": {"asset_ids": [asset["id"]], "shots_asset_ids": [shot_list], **RESTYLE},
+            })
+            console.print(f"Job [bold]{restyle['id']}[/] video.restyle submitted: every frame through {model}, "
+                          f"on the shots found above, sound kept")
+            styled = follow(client, restyle["id"], RESTYLE_BARS)
+        else:
+            console.print(f"Job [bold]{restyle['id']}[/] video.restyle already rendered this sample with these settings; reusing it")
+            styled = client.request("GET", f"/v1/jobs/{restyle['id']}")
+        if styled["state"] != "succeeded" or styled["counts"]["failed"]:
+            raise SystemExit(f"video.restyle job {restyle['id']} ended {styled['state']}: {styled['error'] or styled['counts']}")
+        files += download_results(client, styled["result_asset_ids"], out)
+        report = json.loads((out / f"{sample.path.stem}.restyle.json").read_text())
+        restyled = out / f"{sample.path.stem}.restyled.mp4"
+        beside = side_by_side(sample.path, restyled, out / f"{sample.path.stem}.side-by-side.mp4")
+        console.print(f"{report['output']['frames']} of {report['video']['frames']} frames restyled at "
+                      f"{'x'.join(map(str, report['working_size']))}, audio {'kept' if report['output']['has_audio'] else 'none'}; "
+                      f"flicker {report['flicker']} (output change / source change within shots)")
+
+        clips = sorted(p.name for p in files if p.suffix == ".mp4" and ".shot-" in p.name)
         console.print(Panel.fit(
             f"project        {project['id']}\nsource asset   {farm.url}/v1/assets/{asset['id']}\n"
-            f"job            {job['id']} ({len(done['result_asset_ids'])} result assets)\n"
+            f"jobs           {job['id']} video.shots ({len(done['result_asset_ids'])} result assets)\n"
+            f"               {restyle['id']} video.restyle ({len(styled['result_asset_ids'])} result assets)\n"
             f"contact sheet  {out / (sample.path.stem + '.contact.jpg')}\n"
             f"shot list      {out / (sample.path.stem + '.shots.json')}  (.shots.csv, .edl beside it)\n"
             f"clips          {out}/{clips[0] if clips else '-'} … ({len(clips)} clips, keyframes as .jpg)\n"
+            f"restyled       {restyled}  (before | after keyframes: .restyle.jpg)\n"
+            f"side by side   {beside}  (source | restyled, the source's sound)\n"
             f"objects        {settings.storage.local_root}",
             title=f"demo done in {time.monotonic() - started:.1f}s",
         ))
@@ -97,21 +136,19 @@ def sample_video(path: Path) -> SyntheticVideo:
     return make_video(path, SAMPLE_SHOTS, size=(320, 180), fps=24, audio=True)
 
 
-def follow_shots(client: Client, job_id: str) -> dict[str, Any]:
-    """A progress bar over the job's events: frames decoded, then shots rendered; returns the finished job."""
+def follow(client: Client, job_id: str, bars: tuple[tuple[str, str, str], ...]) -> dict[str, Any]:
+    """One progress bar per (done, total, label) field pair of the job's events; returns the finished job."""
     columns = (TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err) as progress:
-        decode = progress.add_task("decoding frames", total=None)
-        render = progress.add_task("rendering shots", total=None, visible=False)
+        tasks = [progress.add_task(label, total=None, visible=n == 0) for n, (_, _, label) in enumerate(bars)]
         with client.http.stream("GET", f"/v1/jobs/{job_id}/events", timeout=httpx.Timeout(30, read=None)) as resp:
             for line in resp.iter_lines():
                 if not line.startswith("data: "):
                     continue
                 ev = json.loads(line[6:])
-                if "frames_total" in ev:
-                    progress.update(decode, total=ev["frames_total"], completed=ev.get("frames_decoded", 0))
-                if "shots_total" in ev:
-                    progress.update(render, total=ev["shots_total"], completed=ev.get("shots_rendered", 0), visible=True)
+                for task, (done, total, _) in zip(tasks, bars):
+                    if total in ev and done in ev:
+                        progress.update(task, total=ev[total], completed=ev[done], visible=True)
                 if ev["type"] == "state" and ev["state"] in ("succeeded", "failed", "cancelled"):
                     break
     job: dict[str, Any] = client.request("GET", f"/v1/jobs/{job_id}")
@@ -120,10 +157,40 @@ def follow_shots(client: Client, job_id: str) -> dict[str, Any]:
     return job
 
 
+def earlier_restyle(client: Client, project_id: str, asset_id: str) -> dict[str, Any] | None:
+    """A succeeded demo restyle of this sample with the demo's settings: re-runs reuse it instead of rendering again."""
+    for job in client.pages("/v1/jobs", kind="video.restyle", state="succeeded", project_id=project_id):
+        spec = job["spec"]
+        if spec.get("asset_ids") == [asset_id] and all(spec.get(k) == v for k, v in RESTYLE.items()):
+            return job
+    return None
+
+
+def demo_model_note(settings: Settings) -> str:
+    """Which diffusion model the restyle uses, in words; builds the demo models when no registry file is set."""
+    if settings.models.registry_file is not None:
+        return f"the first diffusion model of {settings.models.registry_file}"
+    from serve.demo_models import build_demo_models
+
+    with console.status("building the tiny demo models (once)"):
+        build_demo_models(settings.models.cache_dir)
+    return "the tiny random-weight demo model (noise-like looks; FARM_MODELS__REGISTRY_FILE names real weights)"
+
+
+def side_by_side(source: Path, restyled: Path, out: Path) -> Path:
+    """The source and its restyled copy next to each other in one H.264 MP4, with the source's sound (ffmpeg)."""
+    graph = "[1:v][0:v]scale2ref=oh*mdar:ih[r][l];[l][r]hstack=inputs=2,format=yuv420p[v]"
+    cmd = ["ffmpeg", "-v", "error", "-y", "-i", str(source), "-i", str(restyled), "-filter_complex", graph,
+           "-map", "[v]", "-map", "0:a?", "-c:v", "libx264", "-crf", "20", "-preset", "veryfast", "-c:a", "copy", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"ffmpeg could not put the videos side by side: {done.stderr.strip()[-500:]}")
+    return out
+
+
 def download_results(client: Client, asset_ids: list[str], out: Path) -> list[Path]:
-    """The job's outputs as files, named as their assets are."""
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+    """The job's outputs as files in ``out``, named as their assets are."""
+    out.mkdir(parents=True, exist_ok=True)
     paths = []
     for asset_id in asset_ids:
         meta = client.request("GET", f"/v1/assets/{asset_id}")
