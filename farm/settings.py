@@ -105,6 +105,24 @@ class ServeSettings(BaseModel):
     rate_limit_burst: int = Field(default=60, ge=1, description="Requests per API key allowed at once before the sustained rate applies")
     default_project: str = Field(default="generations", description="Project that stores generated images when no X-Farm-Project header is sent")
     max_image_upload_bytes: int = Field(default=4 << 20, ge=1, description="Largest input image for /v1/images/edits")
+    max_media_bytes: int = Field(
+        default=4 << 20, ge=1, description="Largest inline media part (an image_url data URL, input_audio data…) of a chat message"
+    )
+    media_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names or *.example.com patterns that remote media URLs of chat messages (image_url, video_url, "
+        "input_audio…) may name; empty: remote media URLs are refused. Comma-separated or a JSON list in the environment",
+    )
+
+    @field_validator("media_allowed_hosts", mode="before")
+    @classmethod
+    def _media_hosts(cls, value: object) -> object:
+        """Accept a comma-separated string or a list rendered as JSON/Python text (settings_env)."""
+        if isinstance(value, str):
+            value = text_list(value)
+        if isinstance(value, list):
+            value = [str(v).strip().lower().rstrip(".") for v in value]
+        return value
 
 
 class WebhookSettings(BaseModel):

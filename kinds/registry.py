@@ -20,6 +20,7 @@ BUILTIN: tuple[str, ...] = (
     "kinds.batch_chat",
     "kinds.batch_images",
     "kinds.video_restyle",
+    "kinds.video_caption",
     "kinds.story_animatic",
 )
 

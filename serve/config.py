@@ -1,8 +1,10 @@
 """The farm's Serve applications as one Serve config (the file ``serve deploy`` takes).
 
-One LLM application (``ray.serve.llm``) at ``/llm`` holding every LLM of the
-registry, and one diffusion application per diffusion model at
-``/diffusion/<slug>``. ``farm up`` PUTs this config to the local head's
+One LLM application (``ray.serve.llm``) at ``/llm`` holding every model vLLM
+serves (the LLMs, and vision-language models on the ``vllm`` runtime), one
+diffusion application per diffusion model at ``/diffusion/<slug>``, and one
+application per vision-language model on the ``transformers`` runtime at
+``/vlm/<slug>`` (the farm's own deployment, for CPUs). ``farm up`` PUTs this config to the local head's
 dashboard; ``serve/serve_config.example.yaml`` and the KubeRay RayService
 carry the same thing built from ``serve/models.example.yaml``. The HTTP proxy
 binds to loopback by default: only the farm's front door talks to it.
@@ -21,6 +23,7 @@ from serve.registry import ModelRegistry, ModelSpec
 LLM_APP = "llm"
 LLM_ROUTE = "/llm"
 DIFFUSION_IMPORT_PATH = "serve.diffusion.app:build_app"
+VLM_IMPORT_PATH = "serve.vlm.app:build_app"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8001
 
@@ -36,6 +39,23 @@ def diffusion_app_name(name: str) -> str:
 
 def diffusion_route(name: str) -> str:
     return f"/diffusion/{slug(name)}"
+
+
+def vlm_app_name(name: str) -> str:
+    return f"vlm-{slug(name)}"
+
+
+def vlm_route(name: str) -> str:
+    return f"/vlm/{slug(name)}"
+
+
+def vlm_application(spec: ModelSpec, *, limits: dict[str, Any] | None = None) -> dict[str, Any]:
+    if spec.kind != "vlm" or spec.runtime != "transformers":
+        raise ValueError(f"{spec.name} is not a vision-language model on the transformers runtime")
+    args: dict[str, Any] = {"model": spec.model_dump(mode="json", exclude_defaults=True)}
+    if limits:
+        args["limits"] = limits
+    return {"name": vlm_app_name(spec.name), "route_prefix": vlm_route(spec.name), "import_path": VLM_IMPORT_PATH, "args": args}
 
 
 def llm_application(specs: list[ModelSpec], *, ingress_cpus: float = 1) -> dict[str, Any]:
@@ -77,10 +97,11 @@ def serve_config(
     behind a cluster-internal service (see ``cluster/kuberay/``).
     """
     apps: list[dict[str, Any]] = []
-    llms = registry.of_kind("llm")
+    llms = [spec for spec in registry.models.values() if spec.on_vllm]
     if llms:
         apps.append(llm_application(llms, ingress_cpus=ingress_cpus))
     apps += [diffusion_application(spec) for spec in registry.of_kind("diffusion")]
+    apps += [vlm_application(spec) for spec in registry.of_kind("vlm") if spec.runtime == "transformers"]
     apps += extra_applications or []
     return {
         "proxy_location": proxy_location,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from serve.demo_models import LLM_MAX_MODEL_LEN, TINY_LLAMA, TINY_SD
+from serve.demo_models import LLM_MAX_MODEL_LEN, TINY_LLAMA, TINY_SD, TINY_VLM
 from serve.registry import ModelRegistry, ModelSpec
 
 # vLLM engine arguments that start tiny-llama on a small CPU box in ~30 s
@@ -34,6 +34,8 @@ def demo_registry(cache_dir: Path) -> ModelRegistry:
         [
             ModelSpec(name=TINY_LLAMA, kind="llm", source=str(cache_dir / TINY_LLAMA), engine_kwargs=dict(DEMO_LLM_ENGINE_KWARGS)),
             ModelSpec(name=TINY_SD, kind="diffusion", source=str(cache_dir / TINY_SD)),
+            # vLLM's multimodal models need torchvision, which cannot load beside CPU torch: transformers runs it.
+            ModelSpec(name=TINY_VLM, kind="vlm", runtime="transformers", source=str(cache_dir / TINY_VLM), cpus=0.5),
         ]
     )
 

@@ -2,7 +2,10 @@
 
 The farm must run end to end on a laptop with no network: ``tiny-llama`` is a
 Llama-architecture causal LM that vLLM loads on CPU, ``tiny-sd`` a Stable
-Diffusion pipeline that diffusers runs in about a second. Both are random
+Diffusion pipeline that diffusers runs in about a second, ``tiny-vlm`` a
+LLaVA-style vision-language model (CLIP vision tower, Llama text model) that
+transformers runs on CPU (vLLM's multimodal models need torchvision, which
+the CPU build cannot have beside it). All are random
 weights with real tokenizers, so every code path (chat templates, token
 counts, image sizes, img2img) behaves like the real thing; the outputs are
 noise.
@@ -30,6 +33,7 @@ from pathlib import Path
 
 TINY_LLAMA = "tiny-llama"
 TINY_SD = "tiny-sd"
+TINY_VLM = "tiny-vlm"
 
 #: Bump when a recipe changes; older builds are then rebuilt.
 RECIPE_VERSION = "1"
@@ -87,13 +91,14 @@ before, after, because, however, therefore, and, or, not, with, without.
 def build_demo_models(cache_dir: Path, *, force: bool = False) -> dict[str, Path]:
     """Build (or find already built) the demo models under ``cache_dir``.
 
-    Returns ``{"tiny-llama": path, "tiny-sd": path}`` with absolute paths.
+    Returns ``{"tiny-llama": path, "tiny-sd": path, "tiny-vlm": path}`` with absolute paths.
     A completed build is reused unless ``force`` is set.
     """
     cache_dir = Path(cache_dir).expanduser().resolve()
     builders: dict[str, Callable[[Path], None]] = {
         TINY_LLAMA: build_tiny_llama,
         TINY_SD: build_tiny_sd,
+        TINY_VLM: build_tiny_vlm,
     }
     return {name: _build_once(cache_dir, name, fn, force=force) for name, fn in builders.items()}
 
@@ -246,12 +251,12 @@ LLAMA_CHAT_TEMPLATE = (
 )
 
 
-def build_llama_tokenizer():
+def build_llama_tokenizer(extra_specials: tuple[str, ...] = (), chat_template: str = LLAMA_CHAT_TEMPLATE):
     """A ``PreTrainedTokenizerFast``: byte-level BPE, BOS prepended, chat template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    specials = [*LLAMA_SPECIAL.values(), *LLAMA_ROLE_TOKENS]
+    specials = [*LLAMA_SPECIAL.values(), *LLAMA_ROLE_TOKENS, *extra_specials]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -268,8 +273,8 @@ def build_llama_tokenizer():
         bos_token=bos,
         eos_token=LLAMA_SPECIAL["eos"],
         pad_token=LLAMA_SPECIAL["pad"],
-        additional_special_tokens=LLAMA_ROLE_TOKENS,
-        chat_template=LLAMA_CHAT_TEMPLATE,
+        additional_special_tokens=[*LLAMA_ROLE_TOKENS, *extra_specials],
+        chat_template=chat_template,
         model_max_length=LLM_MAX_MODEL_LEN,
         clean_up_tokenization_spaces=False,
     )
@@ -417,3 +422,70 @@ def build_tiny_sd(path: Path) -> None:
     tokenizer_dir = path / "tokenizer"
     if not (tokenizer_dir / "vocab.json").exists():
         write_clip_vocab_files(tokenizer_dir, vocab, merges)
+
+
+# -- tiny-vlm ----------------------------------------------------------------
+
+VLM_IMAGE_TOKEN = "<image>"
+VLM_IMAGE_SIDE = 56  # CLIP input side: 4x4 patches of 14
+VLM_PATCH = 14
+#: Tokens one image becomes in the prompt: its 16 patches and the CLS token ("full" feature selection).
+VLM_IMAGE_TOKENS = (VLM_IMAGE_SIDE // VLM_PATCH) ** 2 + 1
+
+# Like the Llama template, with OpenAI-style content lists: text parts as text, image parts as <image>.
+VLM_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] | trim }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'text' %}{{ part['text'] | trim }}{% else %}{{ '<image>' }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{{ eos_token + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+)
+
+
+def build_tiny_vlm(path: Path) -> None:
+    """A LLaVA-style model: 2-layer CLIP vision tower at 56x56, 2-layer Llama (hidden 128), processor, in ``path``.
+
+    The image processor is CLIP's PIL implementation (the default one needs
+    torchvision); ``processor_config.json`` names the plain class, which
+    transformers resolves to the PIL one where torchvision is missing.
+    """
+    import torch
+    from transformers import CLIPVisionConfig, GenerationConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers.models.clip import CLIPImageProcessorPil
+
+    tokenizer = build_llama_tokenizer((VLM_IMAGE_TOKEN,), VLM_CHAT_TEMPLATE)
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": VLM_IMAGE_SIDE}, crop_size={"height": VLM_IMAGE_SIDE, "width": VLM_IMAGE_SIDE}
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, patch_size=VLM_PATCH, vision_feature_select_strategy="full",
+        chat_template=VLM_CHAT_TEMPLATE, image_token=VLM_IMAGE_TOKEN, num_additional_image_tokens=1,
+    )
+    config = LlavaConfig(
+        vision_config=CLIPVisionConfig(
+            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+            image_size=VLM_IMAGE_SIDE, patch_size=VLM_PATCH, projection_dim=64,
+        ),
+        text_config=LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+            num_attention_heads=2, num_key_value_heads=2, head_dim=64, max_position_embeddings=LLM_MAX_MODEL_LEN,
+            rms_norm_eps=1e-5, rope_theta=10000.0, bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        ),
+        image_token_index=tokenizer.convert_tokens_to_ids(VLM_IMAGE_TOKEN),
+        image_seq_length=VLM_IMAGE_TOKENS,
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+    )
+    torch.manual_seed(SEED)
+    model = LlavaForConditionalGeneration(config).eval()
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    model.save_pretrained(path, safe_serialization=True)
+    processor.save_pretrained(path)

@@ -26,8 +26,9 @@ LLM_IMPORT_PATH = "ray.serve.llm:build_openai_app"
 
 
 def _check_llm(spec: ModelSpec) -> None:
-    if spec.kind != "llm":
-        raise ValueError(f"{spec.name} is a {spec.kind} model, not an LLM")
+    if not spec.on_vllm:
+        what = "runs on transformers, not vLLM" if spec.kind == "vlm" else f"is a {spec.kind} model, not an LLM"
+        raise ValueError(f"{spec.name} {what}")
 
 
 def engine_kwargs(spec: ModelSpec) -> dict[str, Any]:
@@ -78,6 +79,8 @@ def batch_engine_config(spec: ModelSpec, **processor: Any) -> vLLMEngineProcesso
     from ray.data.llm import vLLMEngineProcessorConfig
 
     _check_llm(spec)
+    if spec.kind == "vlm":  # images in the rows' messages: vLLM's own parser loads them before the chat template
+        processor.setdefault("prepare_multimodal_stage", {"enabled": True, "chat_template_content_format": "openai"})
     return vLLMEngineProcessorConfig(
         model_source=spec.source,
         engine_kwargs={"disable_log_stats": True, **engine_kwargs(spec)},

@@ -20,6 +20,12 @@ YAML shape::
 
 ``source`` is a hub id or a local path; a path starting with ``./`` or
 ``../`` is relative to the YAML file, ``~`` is expanded.
+
+Vision-language models are a kind of their own, ``vlm``: chat models that
+also take images. Their ``runtime`` says what runs them: ``vllm`` (GPU
+clusters: Ray Serve LLM online, ``ray.data.llm``'s multimodal path in batch)
+or ``transformers`` (the farm's own Serve deployment and a Ray Data actor
+pool, for CPUs, where vLLM's multimodal models cannot load).
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ from typing import Any, Literal, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-ModelKind = Literal["llm", "diffusion"]
+ModelKind = Literal["llm", "diffusion", "vlm"]
+Runtime = Literal["vllm", "transformers"]
 
 
 class ModelSpec(BaseModel):
@@ -59,12 +66,26 @@ class ModelSpec(BaseModel):
     retry_after_s: float = Field(default=1, ge=0, description="Retry-After sent with refusals for back-pressure")
     max_batch_size: int = Field(default=8, ge=1, description="Diffusion: most images rendered in one batch")
     batch_wait_timeout_s: float = Field(default=0.01, ge=0, description="Diffusion: longest wait to fill a batch")
+    runtime: Runtime = Field(
+        default="vllm", description="vlm: vllm (Ray Serve LLM / ray.data.llm) or transformers (the farm's own deployment, CPUs)"
+    )
 
     @model_validator(mode="after")
     def _replicas_in_order(self) -> Self:
         if self.max_replicas < self.min_replicas:
             raise ValueError(f"max_replicas ({self.max_replicas}) is below min_replicas ({self.min_replicas})")
         return self
+
+    @model_validator(mode="after")
+    def _runtime_fits_kind(self) -> Self:
+        if self.runtime == "transformers" and self.kind != "vlm":
+            raise ValueError(f"runtime 'transformers' is for vlm models, not {self.kind}")
+        return self
+
+    @property
+    def on_vllm(self) -> bool:
+        """Served by vLLM through Ray Serve LLM and ``ray.data.llm`` (LLMs, and VLMs on the vllm runtime)."""
+        return self.kind == "llm" or (self.kind == "vlm" and self.runtime == "vllm")
 
 
 class ModelRegistry(BaseModel):

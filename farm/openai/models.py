@@ -1,4 +1,4 @@
-"""OpenAI's model list, plus the farm's ``kind`` (``llm`` or ``diffusion``)."""
+"""OpenAI's model list, plus the farm's ``kind`` (``llm``, ``diffusion`` or ``vlm``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str = "storycore-farm"
-    kind: str = Field(description="llm (chat, completions) or diffusion (images)")
+    kind: str = Field(description="llm (chat, completions), diffusion (images) or vlm (chat with images)")
 
 
 class ModelList(BaseModel):

@@ -33,7 +33,7 @@ def _contents(root: Path) -> dict[str, str]:
 
 
 def test_build_returns_complete_model_dirs(demo_models):
-    assert set(demo_models) == {"tiny-llama", "tiny-sd"}
+    assert set(demo_models) == {"tiny-llama", "tiny-sd", "tiny-vlm"}
     for name, path in demo_models.items():
         assert path.is_absolute() and path.name == name
         assert dm.is_complete(path)
@@ -101,14 +101,15 @@ def test_outdated_recipe_and_force_rebuild(tmp_path, monkeypatch):
     calls: list[str] = []
     monkeypatch.setattr(dm, "build_tiny_llama", lambda path: calls.append("llama"))
     monkeypatch.setattr(dm, "build_tiny_sd", lambda path: calls.append("sd"))
+    monkeypatch.setattr(dm, "build_tiny_vlm", lambda path: calls.append("vlm"))
     dm.build_demo_models(tmp_path)
     dm.build_demo_models(tmp_path)
-    assert calls == ["llama", "sd"]
+    assert calls == ["llama", "sd", "vlm"]
     dm.build_demo_models(tmp_path, force=True)
-    assert calls == ["llama", "sd"] * 2
+    assert calls == ["llama", "sd", "vlm"] * 2
     monkeypatch.setattr(dm, "RECIPE_VERSION", "next")
     dm.build_demo_models(tmp_path)
-    assert calls == ["llama", "sd"] * 3
+    assert calls == ["llama", "sd", "vlm"] * 3
 
 
 # -- tiny-llama with transformers -----------------------------------------

@@ -14,6 +14,7 @@ from serve.config import CLUSTER_OPTIONS, diffusion_route, serve_config, serve_u
 from serve.demo import demo_registry
 from serve.diffusion.app import DiffusionAppArgs, deployment_options
 from serve.registry import ModelRegistry
+from serve.vlm.app import VisionAppArgs
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS_EXAMPLE = REPO / "serve" / "models.example.yaml"
@@ -26,6 +27,8 @@ def _validate(config: dict) -> None:
     for app in config["applications"]:
         if app["import_path"] == "ray.serve.llm:build_openai_app":
             LLMServingArgs.model_validate(app["args"])
+        elif app["import_path"] == "serve.vlm.app:build_app":
+            VisionAppArgs.model_validate(app["args"])
         else:
             assert app["import_path"] == "serve.diffusion.app:build_app"
             DiffusionAppArgs.model_validate(app["args"])
@@ -36,7 +39,7 @@ def test_demo_config_is_local_and_valid(tmp_path: Path) -> None:
     _validate(config)
     assert config["http_options"] == {"host": "127.0.0.1", "port": 8001}  # loopback: only the front door calls it
     assert serve_url(config) == "http://127.0.0.1:8001"
-    llm, sd = config["applications"]
+    llm, sd, vlm = config["applications"]
     assert (llm["name"], llm["route_prefix"]) == ("llm", "/llm")
     (tiny_llama,) = llm["args"]["llm_configs"]
     assert tiny_llama["model_loading_config"] == {"model_id": "tiny-llama", "model_source": str(tmp_path.resolve() / "tiny-llama")}
@@ -46,6 +49,7 @@ def test_demo_config_is_local_and_valid(tmp_path: Path) -> None:
     assert (scaling["min_replicas"], scaling["max_replicas"], scaling["target_ongoing_requests"]) == (1, 1, 2)
     assert tiny_llama["deployment_config"]["max_queued_requests"] == 64
     assert (sd["name"], sd["route_prefix"]) == ("diffusion-tiny-sd", "/diffusion/tiny-sd")
+    assert (vlm["name"], vlm["route_prefix"]) == ("vlm-tiny-vlm", "/vlm/tiny-vlm")  # transformers on CPU, not vLLM
 
 
 def test_several_llms_share_one_application(tmp_path: Path) -> None:
@@ -84,8 +88,9 @@ def test_example_serve_config_is_generated_from_the_example_registry() -> None:
     _validate(checked_in)
     gpu_apps = [a for a in checked_in["applications"]]
     assert checked_in["http_options"]["host"] == "0.0.0.0" and checked_in["proxy_location"] == "EveryNode"
-    (llm,) = gpu_apps[0]["args"]["llm_configs"]
+    llm, vlm = gpu_apps[0]["args"]["llm_configs"]  # a VLM on the vllm runtime is one more model of Ray Serve LLM
     assert llm["model_loading_config"]["model_source"] == "meta-llama/Llama-3.1-8B-Instruct"
+    assert vlm["model_loading_config"]["model_source"] == "Qwen/Qwen2.5-VL-7B-Instruct"
     assert llm["accelerator_type"] == "L4"
     assert gpu_apps[1]["args"]["model"]["gpus"] == 1
 

@@ -59,16 +59,18 @@ class Generation:
             self.registry_loaded_at = int(time.time())
         return self._registry
 
-    def model(self, name: str | None, kind: ModelKind, param: str = "model") -> ModelSpec:
-        """The registry entry for ``name`` (or the first model of ``kind``); 404 if there is none."""
+    def model(self, name: str | None, kind: ModelKind | tuple[ModelKind, ...], param: str = "model") -> ModelSpec:
+        """The registry entry for ``name`` (or the first model of ``kind``, or of the first of several kinds); 404 if there is none."""
         registry = self.registry()
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        what = " or ".join(kinds)
         if name is None:
-            models = registry.of_kind(kind)
+            models = [m for k in kinds for m in registry.of_kind(k)]
             if not models:
-                raise OpenAIError(404, f"no {kind} model is served by this farm", param=param, code="model_not_found")
+                raise OpenAIError(404, f"no {what} model is served by this farm", param=param, code="model_not_found")
             return models[0]
         spec = registry.models.get(name)
-        if spec is None or spec.kind != kind:
-            known = ", ".join(s.name for s in registry.of_kind(kind)) or "(none)"
-            raise OpenAIError(404, f"the model '{name}' does not exist; {kind} models: {known}", param=param, code="model_not_found")
+        if spec is None or spec.kind not in kinds:
+            known = ", ".join(s.name for k in kinds for s in registry.of_kind(k)) or "(none)"
+            raise OpenAIError(404, f"the model '{name}' does not exist; {what} models: {known}", param=param, code="model_not_found")
         return spec

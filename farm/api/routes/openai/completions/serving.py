@@ -21,14 +21,23 @@ from fastapi.responses import StreamingResponse
 from farm.api.routes.openai.deps import Caller
 from farm.api.routes.openai.state import Generation
 from farm.openai.completions import ChatCompletionRequest, CompletionRequest
+from farm.openai.media import check_media
 from farm.usage import Usage
 
 LLM_PATHS = {"chat.completions": "/llm/v1/chat/completions", "completions": "/llm/v1/completions"}
 
 
 async def complete(gen: Generation, caller: Caller, body: ChatCompletionRequest | CompletionRequest, endpoint: str) -> Response:
-    spec = gen.model(body.model, "llm")
     path = LLM_PATHS[endpoint]
+    if isinstance(body, ChatCompletionRequest):  # vision-language models chat too; media parts are checked here first
+        spec = gen.model(body.model, ("llm", "vlm"))
+        check_media(body.messages, max_bytes=gen.settings.serve.max_media_bytes, allowed_hosts=gen.settings.serve.media_allowed_hosts)
+        if not spec.on_vllm:  # the farm's own deployment (transformers runtime)
+            from serve.config import vlm_route  # farm never imports serve at module load
+
+            path = f"{vlm_route(spec.name)}/v1/chat/completions"
+    else:
+        spec = gen.model(body.model, "llm")
     usage = Usage(
         org_id=caller.principal.org_id,
         key_id=caller.principal.key_id,
