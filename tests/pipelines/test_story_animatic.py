@@ -7,8 +7,9 @@ give valid shot lists at all: the schema is flat and bounded (every string a
 maxLength, the shot array a maxItems), so vLLM's grammar lets the model write
 nothing but a complete shot list within max_tokens; what the strings say is
 noise, which the assertions never rely on. Sizes are tiny (64×64 keyframes, 2
-diffusion steps, 8 fps, shots of 1–3 s) so the job takes seconds after the
-engines start; nothing asserted depends on size.
+diffusion steps, 8 fps, 2–3 shots of 1–3 s, texts of at most 24 characters)
+so the job takes seconds after the engines start; nothing asserted depends on
+size.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from tests.pipelines.test_video_shots import content, item_errors, upload
 
 FPS = 8
 SPEC: dict[str, Any] = {
-    "min_shots": 2, "max_shots": 4, "shot_text_chars": 40, "min_shot_s": 1, "max_shot_s": 3, "width": 64, "height": 64,
+    "min_shots": 2, "max_shots": 3, "shot_text_chars": 24, "min_shot_s": 1, "max_shot_s": 3, "width": 64, "height": 64,
     "fps": FPS, "steps": 2, "variants": 2, "style": "watercolor", "llm_model": "tiny-llama", "diffusion_model": "tiny-sd",
     "seed": 7, "preset": "ultrafast", "candidates": 2,  # a second sample per story in the one pass: no retry pass for a bad draw
 }
@@ -154,8 +155,8 @@ def test_ten_stories_become_animatics_and_the_long_one_fails_as_an_item(animatic
         shotlist = ShotList.model_validate({k: doc[k] for k in ("title", "fps", "timing", "shots")})
         shots = shotlist.shots
         # schema-valid: the bounds of the schema hold in what came back
-        assert 2 <= len(shots) <= 4 and [s.index for s in shots] == list(range(1, len(shots) + 1)), doc
-        assert all(s.camera in CAMERAS and 1 <= s.duration_s <= 3 and len(s.visual) <= 40 and len(s.narration) <= 40 for s in shots), doc
+        assert 2 <= len(shots) <= 3 and [s.index for s in shots] == list(range(1, len(shots) + 1)), doc
+        assert all(s.camera in CAMERAS and 1 <= s.duration_s <= 3 and len(s.visual) <= 24 and len(s.narration) <= 24 for s in shots), doc
         assert all(a.end_frame == b.start_frame for a, b in zip(shots, shots[1:], strict=False)) and shots[0].start_frame == 0
         assert name_of(jf, out["shotlist"][0]["asset_id"]) == f"{stem}.shotlist.json"
         if item == 10:
@@ -209,7 +210,7 @@ def test_shot_lists_in_one_llm_pass_and_keyframes_batched_across_stories(animati
     assert passes[0]["requests"] == 2 * STORIES, "every candidate of every story in the one pass"
     assert all(set(p["items"]) <= set(passes[i]["items"]) for i, p in enumerate(passes[1:])), passes
     assert len(passes) <= 1 + 2  # the default retries
-    assert report["llm"]["schema"]["properties"]["shots"]["maxItems"] == 4
+    assert report["llm"]["schema"]["properties"]["shots"]["maxItems"] == 3
     diffusion = report["diffusion"]
     keyframes = sum(len(v["keyframes"]) for k, v in outputs(job).items() if k is not None)
     assert diffusion["images"] == keyframes

@@ -152,12 +152,14 @@ class ShotListWriter:
                 answers.setdefault(a.item, []).append(a)
             figures: dict[str, Any] = {"attempt": attempt, "stories": len(pending), "items": sorted(s.index for s in pending),
                                        "requests": sum(len(v) for v in answers.values()),
-                                       "completion_tokens": sum(a.completion_tokens for v in answers.values() for a in v), "invalid": {}}
+                                       "completion_tokens": sum(a.completion_tokens for v in answers.values() for a in v),
+                                       "invalid_answers": 0, "invalid": {}}
             out.passes.append(figures)
             again = []
             for story in pending:
                 found = answers.get(story.index) or [Answer(story.index, error="no answer came back from the LLM stage")]
                 verdicts = [judge(a, self.draft, context=context, bound=self.bound, name=self.model.name) for a in found]
+                figures["invalid_answers"] += sum(1 for v in verdicts if v.retry)
                 # the first valid candidate; else a reason no retry can mend; else the last reason
                 verdict = next((v for v in verdicts if v.draft is not None), None) or next(
                     (v for v in verdicts if not v.retry), verdicts[-1])
