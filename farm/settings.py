@@ -76,6 +76,16 @@ class ApiSettings(BaseModel):
 class DispatchSettings(BaseModel):
     enabled: bool = Field(default=True, description="Run the dispatcher in this control-plane process")
     max_running: int = Field(default=8, ge=1, description="Jobs running on Ray at once")
+    gpu_demand: bool = Field(
+        default=True,
+        description="Tell Ray's autoscaler what queued and running GPU jobs need (request_resources, from a short Ray Job "
+        "whenever the need changes), so GPU nodes come up before the jobs start and go when the queue drains",
+    )
+    max_gpus: float = Field(default=8, ge=0, description="Most GPUs the farm's jobs hold or ask the autoscaler for at once; GPU jobs beyond it wait in the queue")
+    org_gpu_share: float = Field(
+        default=1.0, gt=0, le=1,
+        description="Most of max_gpus one organization's jobs get; orgs with GPU jobs waiting split max_gpus evenly (max-min fair) within it",
+    )
     poll_s: float = Field(default=0.5, gt=0, le=60)
     lease_ttl_s: float = Field(default=10, ge=1, description="A dispatcher silent this long loses the lease")
     max_attempts: int = Field(default=3, ge=1, le=20, description="Runner starts per job before it fails")

@@ -49,6 +49,36 @@ class Output:
             raise ValueError(f"per_item must be 'one' or 'many', not {self.per_item!r}")
 
 
+#: The kinds of model the registry serves (as ``serve.registry.ModelKind``, which kinds may not import).
+ModelKind = Literal["llm", "diffusion", "vlm"]
+
+
+@dataclass(frozen=True)
+class JobResources:
+    """What a running job holds on the cluster besides its driver, as Ray's logical resources.
+
+    Declared as data so the dispatcher can ask Ray's autoscaler for it while
+    the job still waits in the farm's queue (Ray sees no demand before the
+    job runs), and so the farm's GPU cap can be kept.
+    """
+
+    cpus: float = 0.0
+    gpus: float = 0.0
+    accelerator_type: str | None = None  # Ray's accelerator type ("L4", "A10G"); None: any GPU
+
+
+@dataclass(frozen=True)
+class ModelUse:
+    """A registry model a job runs: by name, or (``name=None``) the registry's first model of ``kind``.
+
+    The registry entry says what one engine holds (CPUs, GPUs, accelerator),
+    so a kind names its models and never repeats their resources.
+    """
+
+    kind: ModelKind
+    name: str | None = None
+
+
 class JobSpec(BaseModel):
     """Base of every kind's spec: strict, so typos are errors, not silent defaults."""
 
@@ -63,6 +93,14 @@ class JobSpec(BaseModel):
     def max_failed_fraction(self) -> float:
         """Fail the whole job when more than this share of items failed."""
         return 1.0
+
+    def resources(self) -> JobResources:
+        """What the job's own work holds besides its models' engines; most kinds need only CPUs, asked for by Ray itself."""
+        return JobResources()
+
+    def models_used(self) -> list[ModelUse]:
+        """The registry models the job runs, one engine each at least (their GPUs are what the farm asks the autoscaler for)."""
+        return []
 
 
 class VideoInputsSpec(JobSpec):

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from kinds.base import KindInfo, Output, VideoInputsSpec, known_model
+from kinds.base import KindInfo, ModelUse, Output, VideoInputsSpec, known_model
 from kinds.video_shots import VideoShotsSpec
 
 MAX_SEED = 2**32 - 1
@@ -81,6 +81,9 @@ class VideoRestyleSpec(VideoInputsSpec):
 
     def max_failed_fraction(self) -> float:
         return self.fail_job_above
+
+    def models_used(self) -> list[ModelUse]:
+        return [ModelUse("diffusion", self.model)]
 
     def shot_detection(self) -> VideoShotsSpec:
         """The `video.shots` settings this job detects shots with."""

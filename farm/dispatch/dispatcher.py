@@ -1,4 +1,4 @@
-"""The dispatcher loop: lease → reconcile running jobs with Ray → start queued ones → sweep ended jobs' parts.
+"""The dispatcher loop: lease → reconcile running jobs with Ray → plan GPUs → start queued ones → ask for GPUs → sweep ended jobs' parts.
 
 All state is in the database, so any control-plane process can take over:
 a restarted process re-attaches to running jobs through their Ray job ids.
@@ -21,6 +21,8 @@ from sqlalchemy.orm import Session
 from farm.db import Database, Job, JobEvent, JobPart
 from farm.db.models import utcnow
 from farm.dispatch import lease
+from farm.dispatch.autoscaler import AutoscalerRequest
+from farm.dispatch.demand import Plan, QueueDemand, registry_resources
 from farm.dispatch.selection import next_jobs
 from farm.jobs import parts
 from farm.jobs.service import transition
@@ -44,6 +46,8 @@ class Dispatcher:
         self.is_leader = False
         self._secrets_written: dict[str, str] | None = None
         self._store: ObjectStore | None = None
+        self._queue_demand: QueueDemand | None = None
+        self.autoscaler = AutoscalerRequest(self.client, self.python)
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -81,8 +85,25 @@ class Dispatcher:
         if not self.is_leader:
             return
         self.reconcile()
-        self.start_queued()
+        gpus = self.gpu_plan()
+        self.start_queued(gpus)
+        if self.settings.dispatch.gpu_demand:
+            self.autoscaler.update(gpus.request)
         self.sweep_parts()
+
+    def gpu_plan(self) -> Plan:
+        """Which GPU jobs the farm makes room for now, and what that asks of Ray's autoscaler (`farm.dispatch.demand`)."""
+        d = self.settings.dispatch
+        with self.db.session() as s:
+            return self.queue_demand().plan(s, d.max_gpus, d.org_gpu_share)
+
+    def queue_demand(self) -> QueueDemand:
+        if self._queue_demand is None:
+            from serve.demo import load_registry  # farm imports serve only when it needs the registry
+
+            models = self.settings.models
+            self._queue_demand = QueueDemand(registry_resources(lambda: load_registry(models.registry_file, models.cache_dir)))
+        return self._queue_demand
 
     def reconcile(self) -> None:
         with self.db.session() as s:
@@ -145,15 +166,18 @@ class Dispatcher:
         else:
             transition(s, job, JobState.failed, error=f"{reason} (after {job.attempts} attempts)")
 
-    def start_queued(self) -> None:
+    def start_queued(self, gpus: Plan) -> None:
+        """Start queued jobs up to ``max_running``; GPU jobs only when ``gpus`` (this tick's plan) admitted them."""
         with self.db.session() as s:
             active = s.scalar(select(func.count()).select_from(Job).where(Job.state.in_([a.value for a in ACTIVE]))) or 0
-            for job_id in next_jobs(s, self.settings.dispatch.max_running - active):
+            for job_id in next_jobs(s, self.settings.dispatch.max_running - active, held=gpus.held):
                 job = s.scalars(
                     select(Job).where(Job.id == job_id, Job.state == JobState.queued.value).with_for_update(skip_locked=True)
                 ).one_or_none()
                 if job is None:
                     continue
+                if job.id not in gpus.admitted and self.queue_demand().bundles(job.id, job.kind, job.spec):
+                    continue  # a GPU job queued after this tick's plan was made: the next plan decides
                 job.attempts += 1
                 job.ray_job_id = f"{job.id}-{uuid.uuid4().hex[:8]}"
                 job.runner_pid = None
@@ -180,6 +204,10 @@ class Dispatcher:
                     self._secrets_written = secret
                 public[SECRETS_FILE_ENV] = str(path)
         return public
+
+    def python(self) -> str:
+        """The interpreter Ray Job entrypoints name."""
+        return getattr(self.settings.dispatch, "runner_python", None) or sys.executable
 
     def _submit(self, s: Session, job: Job) -> bool:
         entrypoint = f"{shlex.quote(sys.executable)} -m farm.runner {job.id}"

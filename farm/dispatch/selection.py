@@ -9,6 +9,7 @@ the org served least recently: a round robin, even when jobs run one by one.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection
 from datetime import datetime, timezone
 
 from sqlalchemy import func, select
@@ -25,18 +26,18 @@ def running_per_org(session: Session) -> Counter[str]:
     return Counter({org: int(n) for org, n in rows})
 
 
-def next_jobs(session: Session, slots: int) -> list[str]:
-    """Ids of up to ``slots`` queued jobs, in the order they should start."""
+def next_jobs(session: Session, slots: int, held: Collection[str] = ()) -> list[str]:
+    """Ids of up to ``slots`` queued jobs, in the order they should start; ``held`` ones wait (GPU jobs beyond the farm's share)."""
     if slots <= 0:
         return []
     running = running_per_org(session)
     orgs = list(session.scalars(select(Job.org_id).where(Job.state == JobState.queued.value).distinct()))
     queues: dict[str, list[Job]] = {}
     for org in orgs:
-        queues[org] = list(session.scalars(
-            select(Job).where(Job.org_id == org, Job.state == JobState.queued.value)
-            .order_by(Job.priority.desc(), Job.id).limit(slots)
-        ))
+        waiting = select(Job).where(Job.org_id == org, Job.state == JobState.queued.value)
+        if held:
+            waiting = waiting.where(Job.id.not_in(list(held)))
+        queues[org] = list(session.scalars(waiting.order_by(Job.priority.desc(), Job.id).limit(slots)))
     never = datetime.min.replace(tzinfo=timezone.utc)
     served = dict(session.execute(select(Job.org_id, func.max(Job.started_at)).where(Job.org_id.in_(orgs)).group_by(Job.org_id)).all())
     last = {org: served.get(org) or never for org in orgs}
