@@ -28,7 +28,10 @@ class VideoCaptionSpec(VideoInputsSpec):
         description=f"what the model is asked per shot; may name {', '.join('{' + f + '}' for f in PROMPT_FIELDS)}",
     )
     frames_per_shot: int = Field(default=1, ge=1, le=8, description="frames sampled per shot, evenly spread (1: the middle frame)")
-    frame_short_side: int = Field(default=224, ge=32, le=1024, description="short side (pixels) frames are decoded at before the model's processor")
+    frame_short_side: int = Field(
+        default=224, ge=80, le=1024,
+        description="short side (pixels) frames are decoded at before the model's processor (decord cannot scale to some widths under 80)",
+    )
     max_tokens: int = Field(default=48, ge=1, le=512, description="longest caption, in tokens")
     detector: Literal["content", "adaptive"] = "content"
     threshold: float | None = Field(default=None, gt=0, le=255, description="shot detection level (see video.shots)")
