@@ -24,7 +24,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_default_points_at_the_demo_models(tmp_path):
     registry = demo_registry(tmp_path)
-    assert registry.names() == ["tiny-llama", "tiny-sd"]
+    assert registry.names() == ["tiny-llama", "tiny-sd", "tiny-vlm"]
     llm, sd = registry.get("tiny-llama"), registry.get("tiny-sd")
     assert (llm.kind, sd.kind) == ("llm", "diffusion")
     assert Path(llm.source) == tmp_path.resolve() / "tiny-llama"
@@ -34,6 +34,8 @@ def test_default_points_at_the_demo_models(tmp_path):
     assert (llm.min_replicas, llm.max_replicas, llm.target_ongoing_requests, llm.max_ongoing_requests) == (1, 1, 2, 8)
     assert [s.name for s in registry.of_kind("llm")] == ["tiny-llama"]
     assert [s.name for s in registry.of_kind("diffusion")] == ["tiny-sd"]
+    vlm = registry.get("tiny-vlm")
+    assert (vlm.kind, vlm.runtime, vlm.on_vllm) == ("vlm", "transformers", False) and llm.on_vllm  # vLLM's VLMs need torchvision
     assert "tiny-sd" in registry and "gpt-4" not in registry
 
 
@@ -43,7 +45,7 @@ def test_default_sources_are_what_build_demo_models_returns(tmp_path, demo_model
 
 
 def test_unknown_name_lists_known_models(tmp_path):
-    with pytest.raises(KeyError, match=r"unknown model 'gpt-4'; known models: tiny-llama, tiny-sd"):
+    with pytest.raises(KeyError, match=r"unknown model 'gpt-4'; known models: tiny-llama, tiny-sd, tiny-vlm"):
         demo_registry(tmp_path).get("gpt-4")
 
 
@@ -79,7 +81,7 @@ models:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("models:\n  - {name: a, kind: audio, source: x}\n", r"models\.0\.kind\n  Input should be 'llm' or 'diffusion'"),
+        ("models:\n  - {name: a, kind: audio, source: x}\n", r"models\.0\.kind\n  Input should be 'llm', 'diffusion' or 'vlm'"),
         ("models:\n  - {name: a, kind: llm}\n", r"models\.0\.source\n  Field required"),
         ("models:\n  - {name: a, kind: llm, source: x, gpu: 1}\n", r"models\.0\.gpu\n  Extra inputs are not permitted"),
         ("models:\n  - {name: a, kind: llm, source: x, gpus: -1}\n", r"models\.0\.gpus\n  Input should be greater than or equal to 0"),
