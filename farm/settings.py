@@ -36,6 +36,12 @@ class StorageSettings(BaseModel):
     local_root: Path = HOME / "objects"
     max_upload_bytes: int = Field(default=5 * 1024**3, description="Largest accepted asset upload")
     presign_expiry_s: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
+    cache_dir: Path | None = Field(
+        default=None,
+        description="This node's media cache (local copies of objects from a remote store, for decoders); "
+        "None: $FARM_HOME/cache/media. A Ray node's own FARM_STORAGE__CACHE_DIR wins over its job's",
+    )
+    cache_max_bytes: int = Field(default=20 * 1024**3, ge=1, description="Largest the media cache grows on one node; least recently used files go first")
 
 
 class S3Settings(BaseModel):
@@ -90,6 +96,11 @@ class DispatchSettings(BaseModel):
     lease_ttl_s: float = Field(default=10, ge=1, description="A dispatcher silent this long loses the lease")
     max_attempts: int = Field(default=3, ge=1, le=20, description="Runner starts per job before it fails")
     cancel_grace_s: float = Field(default=30, ge=0, description="How long a cancelled job's runner may take to stop on its own before Ray stops it")
+    runner_python: str | None = Field(
+        default=None,
+        description="Interpreter of the Ray Job entrypoint (`<python> -m farm.runner <job>`) as the node that runs the "
+        "driver knows it (on Kubernetes the control plane and the Ray head are different pods); None: this process's own",
+    )
     runner_secrets: Literal["file", "node"] = Field(
         default="file",
         description="Where runners find the secret settings, which never travel in a Ray Job submission. "

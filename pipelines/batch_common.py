@@ -168,7 +168,9 @@ def by_model(requests: Path) -> Iterator[tuple[str, Dataset]]:
     """
     import ray.data
 
-    ds = ray.data.read_json(f"local://{requests}", lines=True)
+    # The file is on the driver's node, so Ray reads it there; the read holds no CPU, because on a
+    # cluster that node (the head) may have none to give: the work goes to the worker nodes.
+    ds = ray.data.read_json(f"local://{requests}", lines=True, num_cpus=0)
     with requests.open() as lines:
         used = sorted({json.loads(json.loads(line)["body"])["model"] for line in lines})
     for name in used:

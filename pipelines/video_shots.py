@@ -131,7 +131,7 @@ class Outputs:
         item, stem = video.source.index, video.source.stem
         per_shot: dict[int, dict[str, Any]] = {}
         for r in renders:  # shot by shot first, then the video's own files
-            entry: dict[str, Any] = {}
+            entry: dict[str, Any] = {"worker": r.worker}
             images = [self.ctx.record_output(item, "keyframes", f) for f in r.keyframes]
             if images:
                 entry["keyframe_images"] = [{"name": f.name, "asset_id": a} for f, a in zip(r.keyframes, images)]

@@ -210,7 +210,7 @@ class Dispatcher:
         return getattr(self.settings.dispatch, "runner_python", None) or sys.executable
 
     def _submit(self, s: Session, job: Job) -> bool:
-        entrypoint = f"{shlex.quote(sys.executable)} -m farm.runner {job.id}"
+        entrypoint = f"{shlex.quote(self.settings.dispatch.runner_python or sys.executable)} -m farm.runner {job.id}"
         try:
             self.client().submit_job(
                 entrypoint=entrypoint,

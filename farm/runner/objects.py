@@ -2,25 +2,24 @@
 
 A worker reads an input as a local file (decoders want a seekable file: a
 local store already has one; from S3 the object is downloaded once per node
-into a cache) and writes outputs under server-built keys, hashed as they
-stream, returning a `StoredFile` that the driver records as an asset.
-`FolderObjects` is the same handle over a plain folder, for benchmarks,
-tools and tests that run stages without a farm.
+into the node's bounded cache, `farm.runner.media_cache`) and writes outputs
+under server-built keys, hashed as they stream, returning a `StoredFile`
+that the driver records as an asset. `FolderObjects` is the same handle
+over a plain folder, for benchmarks, tools and tests that run stages
+without a farm.
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import io
-import os
 import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from farm.assets import HashingReader, StoredFile, read_head, store_object
+from farm.runner.media_cache import MediaCache
 from farm.settings import Settings
 from farm.storage import LocalStore, ObjectNotFound, ObjectStore, open_store
 
@@ -68,8 +67,13 @@ class StoreObjects(ObjectHandle):
         return self._store
 
     @property
+    def cache(self) -> MediaCache:
+        """The media cache of the node this handle is used on (not the driver's: it is resolved where it runs)."""
+        return MediaCache.for_node(self.settings)
+
+    @property
     def cache_dir(self) -> Path:
-        return self.settings.home / "cache" / "media"
+        return self.cache.root
 
     def local_path(self, object_key: str) -> Path:
         store = self.store
@@ -84,19 +88,11 @@ class StoreObjects(ObjectHandle):
             raise FileNotFoundError(object_key) from None
 
     def _cached(self, store: ObjectStore, key: str) -> Path:
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        path = self.cache_dir / hashlib.sha256(key.encode()).hexdigest()
-        if path.is_file():
-            return path
-        with open(path.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # other workers on this node wait for one download
-            if not path.is_file():
-                tmp = path.with_suffix(f".{os.getpid()}.part")
-                with open(tmp, "wb") as fh:
-                    for chunk in store.get(key):
-                        fh.write(chunk)
-                tmp.replace(path)
-        return path
+        def fetch(fh: BinaryIO) -> None:
+            for chunk in store.get(key):
+                fh.write(chunk)
+
+        return self.cache.path(key, fetch)
 
     def put(self, name: str, data: bytes | Path) -> StoredFile:
         with _open(data) as fh:

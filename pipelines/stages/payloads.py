@@ -177,6 +177,7 @@ class RenderedShot:
     thumbnail: bytes | None  # small JPEG of the first keyframe, for the contact sheet
     clip_frames: int = 0
     clip_has_audio: bool = False
+    worker: str = ""  # node:pid that rendered it (`pipelines.stages.worker`)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from pipelines.stages.base import Stage
 from pipelines.stages.models import model_resources
+from pipelines.stages.worker import worker_id
 from serve.diffusion.protocol import ImageJob, ImageLimits, ImageRequest, group_compatible
 from serve.registry import ModelSpec
 
@@ -46,6 +47,7 @@ class RenderedImages:
     seconds: float = 0.0  # engine time: each call's time split over the images in it
     error: str | None = None
     param: str | None = None
+    worker: str | None = None  # node:pid of the engine that rendered it (`pipelines.stages.worker`)
 
 
 class DiffusionStage(Stage[ImageTask, RenderedImages]):
@@ -95,7 +97,7 @@ class DiffusionStage(Stage[ImageTask, RenderedImages]):
                 continue
             stored = [self.objects.put(f"{task.name}-{n}.png", pngs[j]) for n, j in enumerate(indices)]
             out.append(RenderedImages(task.item, task.name, stored, [jobs[j].seed for j in indices],
-                                      sum(seconds[j] for j in indices)))
+                                      sum(seconds[j] for j in indices), worker=worker_id()))
         return out
 
     def _render(self, jobs: list[ImageJob]) -> tuple[list[bytes], list[float]]:

@@ -11,7 +11,6 @@ through the API, and is batch-invariant: the chunk layout never changes a frame.
 from __future__ import annotations
 
 import asyncio
-import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from pipelines.stages.media.frames import decode_frames, encode_chunk, frame_che
 from pipelines.stages.models import model_resources
 from pipelines.stages.payloads import Failed
 from pipelines.stages.restyle.plan import RenderChunk
+from pipelines.stages.worker import worker_id
 from serve.registry import ModelSpec
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class RenderedChunk:
     chunk: RenderChunk
     frames: np.ndarray
     source_diffs: tuple[float, ...]
-    worker: str  # node:pid of the engine that rendered it
+    worker: str  # node:pid of the engine that rendered it (`pipelines.stages.worker`)
     render_s: float
 
 
@@ -69,10 +69,6 @@ def frame_diffs(frames: np.ndarray) -> tuple[float, ...]:
         return ()
     as_int = frames.astype(np.int16)
     return tuple(float(np.abs(as_int[i + 1] - as_int[i]).mean()) for i in range(len(frames) - 1))
-
-
-def worker_id() -> str:
-    return f"{os.uname().nodename}:{os.getpid()}"
 
 
 class DecodeChunk(Stage[RenderChunk, DecodedChunk]):

@@ -14,6 +14,7 @@ from pipelines.stages.base import Resources, Stage
 from pipelines.stages.media.access import media_path
 from pipelines.stages.media.segment import cut, jpeg, thumbnail
 from pipelines.stages.payloads import RenderedShot, ShotTask
+from pipelines.stages.worker import worker_id
 
 
 class RenderShot(Stage[ShotTask, RenderedShot]):
@@ -36,4 +37,4 @@ class RenderShot(Stage[ShotTask, RenderedShot]):
                 suffix = "" if j == 0 else f"-{j + 1}"
                 stored.append(self.objects.put(f"{stem}.shot-{n}{suffix}.jpg", jpeg(image, self.quality)))
         thumb = jpeg(thumbnail(done.images[0]), 85) if done.images else None
-        return [RenderedShot(item, tuple(stored), stored_clip, thumb, done.frames, done.audio)]
+        return [RenderedShot(item, tuple(stored), stored_clip, thumb, done.frames, done.audio, worker_id())]
