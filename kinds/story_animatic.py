@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from kinds.base import JobSpec, KindInfo, Output, known_model
+from kinds.base import JobSpec, KindInfo, ModelUse, Output, known_model
 
 MAX_SEED = 2**32 - 1
 MAX_SHOTS = 24  # per story: the shot list's schema bounds its array by the spec's max_shots
@@ -116,6 +116,10 @@ class StoryAnimaticSpec(JobSpec):
 
     def max_failed_fraction(self) -> float:
         return self.fail_job_above
+
+    def models_used(self) -> list[ModelUse]:
+        """The LLM, then the diffusion model: one engine each, one after the other."""
+        return [ModelUse("llm", self.llm_model), ModelUse("diffusion", self.diffusion_model)]
 
 
 KIND = KindInfo(
