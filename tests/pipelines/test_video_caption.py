@@ -1,6 +1,7 @@
 """`video.caption` end to end: uploaded through the API, shots captioned by the tiny VLM on the real Ray cluster.
 
-One job carries everything (jobs cost most of the time here): a 3-shot video
+Bad specs are refused at submit (422 naming the field); then one job carries
+everything (jobs cost most of the time here): a 3-shot video
 whose shots are detected, another whose shots come from a `shots.json`
 asset, a truncated upload and a zero-frame file. What is asserted is what a
 user reads: cue times in SRT and WebVTT parsed back with real parsers, the
@@ -65,6 +66,14 @@ def outputs_by_name(jf: JobFarm, job: dict[str, Any]) -> dict[str, bytes]:
 
 def test_captions_per_shot_with_cue_times_image_tokens_and_given_shots(caption_farm: JobFarm, tmp_path: Path) -> None:
     jf = caption_farm
+    c, project = jf.clients["a"], jf.projects["a"]
+    for field, value, words in (("model", "tiny-sd", "unknown vlm model 'tiny-sd'"), ("frames_per_shot", 0, "greater than or equal to 1"),
+                                ("max_tokens", 4096, "less than or equal to 512"), ("prompt", "Shot {number}", "unknown placeholder {number}"),
+                                ("frame_short_side", 64, "greater than or equal to 80"),
+                                ("shots_asset_ids", [None, None], "shots_asset_ids must align with asset_ids: 2 for 1 videos")):
+        r = c.post("/v1/jobs", json={"kind": "video.caption", "project_id": project, "spec": {"asset_ids": ["asset_x"], field: value}})
+        assert r.status_code == 422 and "spec" in r.text and field in r.text and words in r.text, (field, r.text)
+
     detected = make_video(tmp_path / "three.mp4", SHOTS, size=(96, 64), fps=24, seed=3)
     given = make_video(tmp_path / "given.mp4", (10, 14, 8), size=(96, 64), fps=25, seed=4)
     # The given video's shots.json, as a video.shots job writes it (found here, in the test process).
@@ -122,12 +131,3 @@ def test_captions_per_shot_with_cue_times_image_tokens_and_given_shots(caption_f
     # Shots were answered in batches, not one engine call per shot.
     captioned = [e for e in events if "shots_captioned" in e]
     assert three["mean_batch_size"] > 1 and captioned[-1]["shots_captioned"] == captioned[-1]["shots_total"] == 6
-
-
-def test_bad_specs_are_refused_at_submit(caption_farm: JobFarm) -> None:
-    c, project = caption_farm.clients["a"], caption_farm.projects["a"]
-    for field, value, words in (("model", "tiny-sd", "unknown vlm model 'tiny-sd'"), ("frames_per_shot", 0, "greater than or equal to 1"),
-                                ("max_tokens", 4096, "less than or equal to 512"), ("prompt", "Shot {number}", "unknown placeholder {number}"),
-                                ("shots_asset_ids", [None, None], "shots_asset_ids must align with asset_ids: 2 for 1 videos")):
-        r = c.post("/v1/jobs", json={"kind": "video.caption", "project_id": project, "spec": {"asset_ids": ["asset_x"], field: value}})
-        assert r.status_code == 422 and "spec" in r.text and field in r.text and words in r.text, (field, r.text)

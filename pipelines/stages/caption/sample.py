@@ -3,7 +3,9 @@
 A worker opens a video once and decodes every sampled frame of all its
 shots in one pass (decord seeks to each), scaled inside FFmpeg to a small
 working size, turned upright, and emits one `CaptionTask` per shot with its
-rendered prompt. Only a few small frames per shot travel on.
+rendered prompt. Only a few small frames per shot travel on. A video whose
+shots come from a ``shots.json`` object (`GivenShots`) is probed and its
+list checked by the same worker, so no separate pass over the videos is needed.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from farm.runner.objects import ObjectHandle
-from pipelines.stages.base import Resources, Stage
+from pipelines.stages.base import MediaError, Resources, Stage
 from pipelines.stages.media.access import media_path
 from pipelines.stages.media.frames import decode_frames, working_size
+from pipelines.stages.media.probe import probe
 from pipelines.stages.payloads import Shot, Source, Video
+from pipelines.stages.shots.given import read_shots
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,19 @@ class CaptionShots:
     @property
     def source(self) -> Source:
         return self.video.source
+
+
+@dataclass(frozen=True)
+class GivenShots:
+    """A video whose shots are in a `video.shots` document (``shots_key``): probed and checked on the worker."""
+
+    source: Source
+    shots_key: str
+    shots_name: str
+    frames_per_shot: int
+    short_side: int
+    prompt: str
+    max_tokens: int
 
 
 @dataclass(frozen=True)
@@ -68,13 +85,26 @@ def render_prompt(template: str, video: Video, shot: Shot, shots: int) -> str:
                            end=round(shot.end_time, 3), duration=round(shot.end_time - shot.start_time, 3))
 
 
-class SampleShotFrames(Stage[CaptionShots, CaptionTask]):
+class SampleShotFrames(Stage[CaptionShots | GivenShots, CaptionTask]):
     resources = Resources(cpus=1)
 
     def __init__(self, objects: ObjectHandle | None) -> None:
         self.objects = objects
 
-    def process(self, item: CaptionShots) -> list[CaptionTask]:
+    def given(self, item: GivenShots) -> CaptionShots:
+        """The video probed (never decoded for detection) and the document's shots, checked against it."""
+        if self.objects is None:
+            raise RuntimeError("reading a shots document needs an object handle")
+        probed = probe(media_path(item.source, self.objects), item.source)
+        try:
+            shots = read_shots(b"".join(self.objects.get(item.shots_key)), item.shots_name, probed)
+        except ValueError as exc:
+            raise MediaError(f"shots_asset_ids[{item.source.index}]: {exc}") from None
+        return CaptionShots(probed.video, tuple(shots), item.frames_per_shot, item.short_side, item.prompt, item.max_tokens)
+
+    def process(self, item: CaptionShots | GivenShots) -> list[CaptionTask]:
+        if isinstance(item, GivenShots):
+            item = self.given(item)
         video = item.video
         picks = [sample_frames(s, item.frames_per_shot) for s in item.shots]
         wanted = sorted({f for p in picks for f in p})

@@ -37,10 +37,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Captioned:
-    """One shot's caption, with the video it belongs to."""
+    """One shot's caption, with the video it belongs to and how many shots that video has."""
 
     video: Video
     caption: ShotCaption
+    shots: int
 
 
 def _check(spec: ModelSpec, runtime: str) -> None:
@@ -87,7 +88,8 @@ class VisionStage:
                     results.append(Failed(source_of(task), "caption", f"shot {task.shot.index}: the model failed ({describe(exc)})"))
         for task, r in zip(tasks, results, strict=True):
             out.append(r if isinstance(r, Failed) else Captioned(task.video, ShotCaption(
-                task.shot, task.frames, r.text, r.prompt_tokens, r.image_tokens, r.completion_tokens, r.finish_reason, r.batch_size)))
+                task.shot, task.frames, r.text, r.prompt_tokens, r.image_tokens, r.completion_tokens, r.finish_reason, r.batch_size),
+                task.shots))
         return out
 
 
@@ -142,7 +144,7 @@ class VisionLLMStage:
         prompt_tokens = int(row.get("num_input_tokens") or 0)
         caption = ShotCaption(task.shot, task.frames, str(row.get("generated_text") or ""), prompt_tokens, -1,
                               int(row.get("num_generated_tokens") or 0), "stop", -1)
-        return {COLUMN: pickle.dumps(Captioned(task.video, caption))}
+        return {COLUMN: pickle.dumps(Captioned(task.video, caption, task.shots))}
 
     def __call__(self, ds: Dataset) -> Dataset:
         from ray.data.llm import build_processor
