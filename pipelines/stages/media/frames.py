@@ -47,6 +47,11 @@ def _round8(x: float) -> int:
     return max(MULTIPLE, int(x / MULTIPLE + 0.5) * MULTIPLE)
 
 
+#: Decord cannot scale to some widths under 80 (8, 16, 24, 48 and 72 fail inside its buffer copy); narrower frames are
+#: decoded at a multiple of their size that reaches it and box-averaged down.
+DECORD_MIN_WIDTH = 80
+
+
 def decode_frames(path: Path, frames: Sequence[int], size: tuple[int, int]) -> np.ndarray:
     """Frames ``frames`` (numbered as in the probe's ``frame_pts``) as uint8 RGB, (N, H, W, 3) at ``size`` (W, H).
 
@@ -62,8 +67,9 @@ def decode_frames(path: Path, frames: Sequence[int], size: tuple[int, int]) -> n
     if not wanted:
         return np.zeros((0, height, width, 3), np.uint8)
     where = _span(wanted)
+    k = -(-DECORD_MIN_WIDTH // width) if width < DECORD_MIN_WIDTH else 1  # decode k times larger, then average k x k
     try:  # decord raises RuntimeError, not DECORDError, when FFmpeg cannot open the file
-        vr = decord.VideoReader(str(path), ctx=decord.cpu(0), width=width, height=height, num_threads=1)
+        vr = decord.VideoReader(str(path), ctx=decord.cpu(0), width=width * k, height=height * k, num_threads=1)
     except (decord.DECORDError, RuntimeError) as exc:
         raise MediaError(f"corrupt or truncated: the decoder cannot read the video for {where} ({_reason(exc, path)})") from None
     missing = [f for f in wanted if not 0 <= f < len(vr)]
@@ -74,6 +80,8 @@ def decode_frames(path: Path, frames: Sequence[int], size: tuple[int, int]) -> n
         batch = vr.get_batch(wanted).asnumpy()
     except (decord.DECORDError, RuntimeError) as exc:
         raise MediaError(f"corrupt: decoding {where} failed ({_reason(exc, path)})") from None
+    if k > 1 and batch.shape == (len(wanted), height * k, width * k, 3):
+        batch = batch.reshape(len(wanted), height, k, width, k, 3).mean(axis=(2, 4)).round().astype(np.uint8)
     if batch.shape != (len(wanted), height, width, 3):
         raise MediaError(f"corrupt: decoding {where} gave {batch.shape[0]} frames of {len(wanted)}")
     return np.ascontiguousarray(batch, dtype=np.uint8)

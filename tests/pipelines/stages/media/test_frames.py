@@ -108,6 +108,14 @@ def test_decode_frames_are_the_requested_ones(which: str, talk: SyntheticVideo, 
     assert decode_frames(path, [], (96, 56)).shape == (0, 56, 96, 3)
 
 
+@pytest.mark.parametrize("size", [(8, 8), (16, 24), (24, 16), (48, 32), (72, 40)])
+def test_narrow_frames_decode_too(size: tuple[int, int], talk: SyntheticVideo) -> None:
+    """Widths decord cannot scale to by itself (a short side of 72 on a portrait video gives one) still decode, right."""
+    got = decode_frames(talk.path, [0, 40], size)
+    assert got.shape == (2, size[1], size[0], 3)
+    assert np.abs(got.astype(np.int16) - pyav_frames(talk.path, size)[[0, 40]]).mean() < 6  # box average against swscale
+
+
 def test_round_trip_keeps_frames_timestamps_keyframes_and_audio(talk: SyntheticVideo, tmp_path: Path) -> None:
     source, chunks, report = restyle(talk.path, BOUNDS, tmp_path / "out.mp4")
     out = probed(tmp_path / "out.mp4")
