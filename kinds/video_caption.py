@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from kinds.base import KindInfo, Output, VideoInputsSpec, known_model
+from kinds.base import KindInfo, ModelUse, Output, VideoInputsSpec, known_model
 
 #: What a prompt template may name; each is filled per shot.
 PROMPT_FIELDS = ("video", "shot", "shots", "start", "end", "duration")
@@ -30,7 +30,7 @@ class VideoCaptionSpec(VideoInputsSpec):
     frames_per_shot: int = Field(default=1, ge=1, le=8, description="frames sampled per shot, evenly spread (1: the middle frame)")
     frame_short_side: int = Field(
         default=224, ge=80, le=1024,
-        description="short side (pixels) frames are decoded at before the model's processor (decord cannot scale to some widths under 80)",
+        description="short side (pixels) frames are decoded at before the model's processor",
     )
     max_tokens: int = Field(default=48, ge=1, le=512, description="longest caption, in tokens")
     detector: Literal["content", "adaptive"] = "content"
@@ -63,6 +63,9 @@ class VideoCaptionSpec(VideoInputsSpec):
 
     def max_failed_fraction(self) -> float:
         return self.fail_job_above
+
+    def models_used(self) -> list[ModelUse]:
+        return [ModelUse("vlm", self.model)]
 
 
 KIND = KindInfo(
