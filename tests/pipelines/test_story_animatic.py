@@ -41,7 +41,7 @@ FPS = 8
 SPEC: dict[str, Any] = {
     "min_shots": 2, "max_shots": 3, "shot_text_chars": 24, "min_shot_s": 1, "max_shot_s": 3, "width": 64, "height": 64,
     "fps": FPS, "steps": 2, "variants": 2, "style": "watercolor", "llm_model": "tiny-llama", "diffusion_model": "tiny-sd",
-    "seed": 7, "preset": "ultrafast", "candidates": 2,  # a second sample per story in the one pass: no retry pass for a bad draw
+    "seed": 7, "preset": "ultrafast",
 }
 SHORT = [
     ("The Girl Who Wanted to Fly", "She built wings from paper and wood and climbed the highest hill to try them."),
@@ -207,7 +207,7 @@ def test_shot_lists_in_one_llm_pass_and_keyframes_batched_across_stories(animati
     passes = report["llm"]["passes"]
     # every story went into the first pass, through one engine; a retry pass (if any) holds only stories whose answer was invalid
     assert passes[0]["stories"] == STORIES and passes[0]["items"] == list(range(STORIES)), passes
-    assert passes[0]["requests"] == 2 * STORIES, "every candidate of every story in the one pass"
+    assert passes[0]["requests"] == STORIES, "one request per story (candidates=1)"
     assert all(set(p["items"]) <= set(passes[i]["items"]) for i, p in enumerate(passes[1:])), passes
     assert len(passes) <= 1 + 2  # the default retries
     assert report["llm"]["schema"]["properties"]["shots"]["maxItems"] == 3

@@ -98,6 +98,11 @@ def judge(answer: Answer, model: type[BaseModel], *, context: int | None, bound:
         return Verdict(reason=str(exc), retry=True)
 
 
+def choose(verdicts: list[Verdict]) -> Verdict:
+    """A story's verdict from its candidates': the first valid one; else a reason no retry can mend; else the last."""
+    return next((v for v in verdicts if v.draft is not None), None) or next((v for v in verdicts if not v.retry), verdicts[-1])
+
+
 class PromptRows:
     """The LLM stage's preprocess (on Ray workers): a story row → chat messages and sampling parameters."""
 
@@ -160,9 +165,7 @@ class ShotListWriter:
                 found = answers.get(story.index) or [Answer(story.index, error="no answer came back from the LLM stage")]
                 verdicts = [judge(a, self.draft, context=context, bound=self.bound, name=self.model.name) for a in found]
                 figures["invalid_answers"] += sum(1 for v in verdicts if v.retry)
-                # the first valid candidate; else a reason no retry can mend; else the last reason
-                verdict = next((v for v in verdicts if v.draft is not None), None) or next(
-                    (v for v in verdicts if not v.retry), verdicts[-1])
+                verdict = choose(verdicts)
                 if verdict.draft is not None:
                     out.drafts[story.index] = verdict.draft
                 elif verdict.retry and attempt < self.retries:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from pipelines.stages.story.shotlist import Bounds, draft_model, flat_schema, token_bound
-from pipelines.stages.story.write import Answer, PromptRows, context_of, judge, story_seed, to_answer
+from pipelines.stages.story.write import Answer, PromptRows, Verdict, choose, context_of, judge, story_seed, to_answer
 from serve.registry import ModelSpec
 
 B = Bounds(2, 4, 40, 1, 6)
@@ -59,3 +59,9 @@ def test_seeds_are_fixed_per_story_and_new_per_try() -> None:
 def test_the_context_comes_from_the_registry() -> None:
     assert context_of(ModelSpec(name="m", kind="llm", source="x", engine_kwargs={"max_model_len": 1024})) == 1024
     assert context_of(ModelSpec(name="m", kind="llm", source="x")) is None
+
+
+def test_the_first_valid_candidate_wins_and_a_wall_beats_a_retry() -> None:
+    good, bad, wall = Verdict(draft=MODEL.model_validate_json(GOOD)), Verdict(reason="not JSON", retry=True), Verdict(reason="too long")
+    assert choose([bad, good]) is good and choose([good, bad]) is good
+    assert choose([bad, wall]) is wall and choose([bad, bad]).retry
