@@ -30,6 +30,9 @@ HEAD_CPUS = 4  # job drivers (runners, demand requests) run on the head, as on a
 GPU_TYPE = "gpu-l4"
 ACCELERATOR = "L4"
 IDLE_TIMEOUT_MIN = 0.1  # six seconds; clouds use minutes
+# A node (the head included) that misses health checks for 15 s is declared dead, and a busy two-core machine
+# running a head, its autoscaler and several raylets can stall that long; removed nodes leave at once either way.
+PATIENT_HEALTH_CHECKS = {"health_check_period_ms": 3000, "health_check_failure_threshold": 20}
 
 
 def free_port() -> int:
@@ -86,7 +89,8 @@ def start_fake_cluster(folder: Path, max_gpu_nodes: int = 5) -> LocalRayHead:
     port = free_port()
     config = folder / "autoscaling.yaml"
     config.write_text(json.dumps(autoscaling_config(f"127.0.0.1:{port}", max_gpu_nodes)))
-    head = LocalRayHead(num_cpus=HEAD_CPUS, num_gpus=0, port=port, extra_args=[f"--autoscaling-config={config}"])
+    head = LocalRayHead(num_cpus=HEAD_CPUS, num_gpus=0, port=port,
+                        extra_args=[f"--autoscaling-config={config}", f"--system-config={json.dumps(PATIENT_HEALTH_CHECKS)}"])
     saved = {k: os.environ.get(k) for k in ("RAY_FAKE_CLUSTER", "AUTOSCALER_UPDATE_INTERVAL_S")}
     os.environ.update(RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1")  # the head's environment only
     try:

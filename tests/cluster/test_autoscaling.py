@@ -106,18 +106,18 @@ def test_the_farms_gpu_cap_holds_shared_by_two_orgs_and_the_node_count_is_steady
     try:
         t0 = time.time()
         spec = {"accelerator_type": ACCELERATOR, "delay_s": 1.0}
-        jobs |= {j["id"]: "a" for j in (jf.submit("a", kind=KIND, spec=spec) for _ in range(6))}
-        jobs |= {j["id"]: "b" for j in (jf.submit("b", kind=KIND, spec=spec) for _ in range(4))}
+        for org in "abababab" + "aa":  # both orgs queue from the start; a has six jobs, b four
+            jobs[jf.submit(org, kind=KIND, spec=spec)["id"]] = org
         samples: list[tuple[float, int, dict[str, list[str]]]] = []  # (time, GPU nodes alive, job states per org)
         deadline = time.monotonic() + 300
         while True:
             states = {org: [j["state"] for j in jf.clients[org].get("/v1/jobs", params={"limit": 100}).json()["data"]]
                       for org in ("a", "b")}
             samples.append((time.time(), len(gpu_nodes(head)), states))
-            if sum(s == "succeeded" for org in states.values() for s in org) >= 4 or time.monotonic() > deadline:
-                break
+            if sum(s == "succeeded" for org in states.values() for s in org) >= 3 or time.monotonic() > deadline:
+                break  # GPUs have changed hands between jobs (and orgs) while the queue stayed above the cap
             time.sleep(0.5)
-        assert sum(s == "succeeded" for org in samples[-1][2].values() for s in org) >= 4, samples[-1]
+        assert sum(s == "succeeded" for org in samples[-1][2].values() for s in org) >= 3, samples[-1]
 
         counts = [n for _, n, _ in samples]
         seen = [(round(t - t0, 1), n, {org: "".join(x[0] for x in st) for org, st in states.items()}) for t, n, states in samples]
