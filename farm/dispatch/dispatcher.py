@@ -206,11 +206,11 @@ class Dispatcher:
         return public
 
     def python(self) -> str:
-        """The interpreter Ray Job entrypoints name."""
-        return getattr(self.settings.dispatch, "runner_python", None) or sys.executable
+        """The interpreter Ray Job entrypoints name (runners and GPU demand requests alike)."""
+        return self.settings.dispatch.runner_python or sys.executable
 
     def _submit(self, s: Session, job: Job) -> bool:
-        entrypoint = f"{shlex.quote(self.settings.dispatch.runner_python or sys.executable)} -m farm.runner {job.id}"
+        entrypoint = f"{shlex.quote(self.python())} -m farm.runner {job.id}"
         try:
             self.client().submit_job(
                 entrypoint=entrypoint,
