@@ -47,16 +47,13 @@ def test_build_returns_complete_model_dirs(demo_models):
         assert (sd / file).is_file(), file
 
 
-def test_second_build_is_fast_and_rebuilds_nothing(demo_models):
+def test_second_build_rebuilds_nothing(demo_models):
     cache = demo_models["tiny-llama"].parent
     before = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".lock")}
-    t0 = time.perf_counter()
     again = dm.build_demo_models(cache)
-    elapsed = time.perf_counter() - t0
     assert again == demo_models
     after = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".lock")}
-    assert after == before
-    assert elapsed < 0.5, f"idempotent build took {elapsed:.2f}s"
+    assert after == before, "a finished build was written again"
 
 
 def test_interrupted_build_is_not_complete_and_is_redone(tmp_path, demo_models):
@@ -180,15 +177,11 @@ def text_to_image(demo_models):
 
 
 def test_text_to_image_64(text_to_image):
-    t0 = time.perf_counter()
     image = text_to_image(
         "a castle at sunset", num_inference_steps=20, generator=torch.Generator().manual_seed(0)
     ).images[0]
-    elapsed = time.perf_counter() - t0
-    print(f"\ntiny-sd text-to-image 64x64, 20 steps: {elapsed:.2f}s")
     assert image.size == (64, 64)  # the default size: unet sample 8 x vae factor 8
     assert np.asarray(image).std() > 1.0
-    assert elapsed < 30  # ~0.1-1 s alone; generous for a busy shared CI box
 
 
 def test_text_to_image_is_seeded(text_to_image):
