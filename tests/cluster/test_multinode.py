@@ -33,7 +33,7 @@ from tests.cluster.conftest import MultiNodeFarm
 from tests.farm.dispatch.conftest import JobFarm
 
 SHOTS = (16, 16, 16)  # frames per shot: three hard cuts' worth of tiny video
-SHOTS_LONGER = (12, 12, 12, 12, 12)
+SHOTS_LONGER = (12, 12, 12, 12)
 IMAGES = 12
 SPEC = {"chunk_size": 16, "clip_preset": "ultrafast", "keyframes_per_shot": 1}
 
@@ -71,16 +71,31 @@ def cached_files(home: Path) -> list[Path]:
     return [p for p in (home / "cache" / "media").glob("*") if p.suffix not in (".lock", ".part")]
 
 
-def test_video_shots_spreads_over_both_worker_nodes(multinode_farm: MultiNodeFarm, tmp_path: Path) -> None:
+def submit_images(jf: JobFarm) -> tuple[OpenAI, str, list[dict[str, Any]]]:
+    """A `batch.images` batch of ``IMAGES`` tiny images, through the OpenAI client."""
+    key = jf.clients["a"].headers["Authorization"].removeprefix("Bearer ")
+    client = OpenAI(base_url=f"{jf.settings.base_url}/v1", api_key=key, max_retries=0, timeout=60)
+    lines = [{"custom_id": f"frame-{i}", "method": "POST", "url": "/v1/images/generations",
+              "body": {"model": "tiny-sd", "prompt": f"storyboard frame {i}", "size": "64x64", "n": 1, "seed": i, "steps": 1}}
+             for i in range(IMAGES)]
+    f = client.files.create(file=("frames.jsonl", ("\n".join(map(json.dumps, lines)) + "\n").encode()), purpose="batch")
+    batch = client.batches.create(input_file_id=f.id, endpoint="/v1/images/generations", completion_window="24h")
+    return client, batch.id, lines
+
+
+def test_shots_and_images_jobs_spread_over_both_worker_nodes(multinode_farm: MultiNodeFarm, tmp_path: Path) -> None:
+    """Both jobs run at once (the farm runs several jobs on one cluster), each asserted on its own."""
     mf, jf = multinode_farm, multinode_farm.jf
     ids = videos(jf, tmp_path, SHOTS, jf.projects["a"], seed=0)
     job = jf.submit(kind="video.shots", spec={"asset_ids": ids, **SPEC})
-    done = jf.wait_done(job["id"], timeout=240)
-    assert done["state"] == "succeeded" and done["counts"] == {"total": 6, "succeeded": 6, "failed": 0}, done
+    client, batch_id, lines = submit_images(jf)
+    workers = {"w1": mf.cluster.node_id("w1"), "w2": mf.cluster.node_id("w2")}
 
+    # video.shots: every video's shots, rendered on both worker nodes, none on the head.
+    done = jf.wait_done(job["id"], timeout=300)
+    assert done["state"] == "succeeded" and done["counts"] == {"total": 6, "succeeded": 6, "failed": 0}, done
     docs = shot_lists(jf, done)
     assert sorted(docs) == list(range(6)) and all(len(d["shots"]) == len(SHOTS) for d in docs.values())
-    workers = {"w1": mf.cluster.node_id("w1"), "w2": mf.cluster.node_id("w2")}
     on = rendered_on(docs)
     assert set(on) == set(workers.values()), f"shots rendered on {dict(on)}; workers are {workers}"
 
@@ -94,27 +109,17 @@ def test_video_shots_spreads_over_both_worker_nodes(multinode_farm: MultiNodeFar
         assert cached_files(mf.node_homes[name]), f"node {name} cached no input"
     assert not (jf.settings.home / "cache").exists()
 
-
-def test_batch_images_spreads_over_both_worker_nodes(multinode_farm: MultiNodeFarm) -> None:
-    jf = multinode_farm.jf
-    key = jf.clients["a"].headers["Authorization"].removeprefix("Bearer ")
-    client = OpenAI(base_url=f"{jf.settings.base_url}/v1", api_key=key, max_retries=0, timeout=60)
-    lines = [{"custom_id": f"frame-{i}", "method": "POST", "url": "/v1/images/generations",
-              "body": {"model": "tiny-sd", "prompt": f"storyboard frame {i}", "size": "64x64", "n": 1, "seed": i, "steps": 1}}
-             for i in range(IMAGES)]
-    f = client.files.create(file=("frames.jsonl", ("\n".join(map(json.dumps, lines)) + "\n").encode()), purpose="batch")
-    batch = client.batches.create(input_file_id=f.id, endpoint="/v1/images/generations", completion_window="24h")
-    deadline = time.monotonic() + 240
-    while (batch := client.batches.retrieve(batch.id)).status not in ("completed", "failed", "cancelled", "expired"):
+    # batch.images: every request answered once, images rendered on both worker nodes.
+    deadline = time.monotonic() + 300
+    while (batch := client.batches.retrieve(batch_id)).status not in ("completed", "failed", "cancelled", "expired"):
         assert time.monotonic() < deadline, batch
         time.sleep(0.5)
     assert batch.status == "completed" and batch.request_counts.completed == IMAGES, batch
     assert batch.output_file_id is not None
     out = [json.loads(x) for x in client.files.content(batch.output_file_id).text.splitlines() if x.strip()]
     assert sorted(o["custom_id"] for o in out) == sorted(x["custom_id"] for x in lines)
-    nodes = Counter(node_of(o["response"]["body"]["worker"]) for o in out)
-    workers = {multinode_farm.cluster.node_id("w1"), multinode_farm.cluster.node_id("w2")}
-    assert set(nodes) == workers, f"images rendered on {Counter(o['response']['body']['worker'] for o in out)}; workers are {workers}"
+    images_on = Counter(node_of(o["response"]["body"]["worker"]) for o in out)
+    assert set(images_on) == set(workers.values()), f"images rendered on {dict(images_on)}; workers are {workers}"
 
 
 def test_worker_node_lost_mid_job(multinode_farm: MultiNodeFarm, tmp_path: Path) -> None:
