@@ -62,7 +62,9 @@ def vfr_video(three_shots: SyntheticVideo) -> Path:
 
 @pytest.fixture
 def restyle_farm(postgres_url: str, ray_cluster: LocalRayHead, tmp_path: Path, demo_models: dict[str, Path]) -> Iterator[JobFarm]:
-    settings = make_settings(tmp_path, postgres_url, ray_cluster)
+    # Two jobs at a time: each job runs two to four engine actors, and four jobs at once on two cores
+    # spend their time switching between sixteen of them.
+    settings = make_settings(tmp_path, postgres_url, ray_cluster, max_running=2)
     settings.models.cache_dir = model_cache_dir()
     jf = start_job_farm(settings)
     yield jf
