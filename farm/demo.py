@@ -3,8 +3,9 @@
 Starts the farm, uploads a generated multi-shot sample, runs `video.shots` on
 it, then `video.restyle` on the shots it found (the tiny random-weight
 diffusion model unless a registry file names real weights), each with a live
-progress bar; downloads the outputs, puts the restyled sample beside the
-source in one video, and says where everything is.
+progress bar (a re-run reuses the jobs that already ran on the sample);
+downloads the outputs, puts the restyled sample beside the source in one
+video, and says where everything is.
 """
 
 from __future__ import annotations
@@ -68,11 +69,16 @@ def run_demo(settings: Settings) -> None:
         )
         if ready["status"] != "ready":
             raise SystemExit("the farm is not ready; see the checks above")
-        job = client.request("POST", "/v1/jobs", json={
-            "kind": "video.shots", "project_id": project["id"], "spec": {"asset_ids": [asset["id"]]},
-        })
-        console.print(f"Job [bold]{job['id']}[/] video.shots submitted: shots, keyframes, clips and a contact sheet")
-        done = follow(client, job["id"], SHOTS_BARS)
+        job = earlier(client, project["id"], "video.shots", asset["id"], {})
+        if job is None:
+            job = client.request("POST", "/v1/jobs", json={
+                "kind": "video.shots", "project_id": project["id"], "spec": {"asset_ids": [asset["id"]]},
+            })
+            console.print(f"Job [bold]{job['id']}[/] video.shots submitted: shots, keyframes, clips and a contact sheet")
+            done = follow(client, job["id"], SHOTS_BARS)
+        else:
+            console.print(f"Job [bold]{job['id']}[/] video.shots already split this sample; reusing it")
+            done = client.request("GET", f"/v1/jobs/{job['id']}")
         if done["state"] != "succeeded" or done["counts"]["failed"]:
             raise SystemExit(f"video.shots job {job['id']} ended {done['state']}: {done['error'] or done['counts']}")
         out = settings.home / "demo-output"
@@ -86,7 +92,7 @@ def run_demo(settings: Settings) -> None:
                for s in shots["shots"]], ["shot", "frames", "start", "clip", "keyframe"], title="video.shots")
 
         model = demo_model_note(settings)
-        restyle = earlier_restyle(client, project["id"], asset["id"])
+        restyle = earlier(client, project["id"], "video.restyle", asset["id"], RESTYLE)
         if restyle is None:
             shot_list = next(o["asset_id"] for o in done["outputs"] if o["type"] == "video_shots")
             restyle = client.request("POST", "/v1/jobs", json={
@@ -157,11 +163,11 @@ def follow(client: Client, job_id: str, bars: tuple[tuple[str, str, str], ...]) 
     return job
 
 
-def earlier_restyle(client: Client, project_id: str, asset_id: str) -> dict[str, Any] | None:
-    """A succeeded demo restyle of this sample with the demo's settings: re-runs reuse it instead of rendering again."""
-    for job in client.pages("/v1/jobs", kind="video.restyle", state="succeeded", project_id=project_id):
+def earlier(client: Client, project_id: str, kind: str, asset_id: str, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """A succeeded ``kind`` job of the demo on this sample with these settings: re-runs reuse it instead of running again."""
+    for job in client.pages("/v1/jobs", kind=kind, state="succeeded", project_id=project_id):
         spec = job["spec"]
-        if spec.get("asset_ids") == [asset_id] and all(spec.get(k) == v for k, v in RESTYLE.items()):
+        if spec.get("asset_ids") == [asset_id] and all(spec.get(k) == v for k, v in settings.items()):
             return job
     return None
 

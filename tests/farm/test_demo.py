@@ -59,7 +59,7 @@ def test_demo_starts_farm_uploads_sample_and_stops(tmp_path: Path) -> None:
     assert beside.video.frames == 132 and (beside.video.width, beside.video.height) == (640, 180) and beside.video.has_audio
     assert f"side by side   {Path('.farm') / 'demo-output' / 'sample-shots.side-by-side.mp4'}" in first
     second = demo()
-    assert "already present (deduplicated)" in second and "succeeded: 1 of 1 videos done" in second
+    assert "already present (deduplicated)" in second and "video.shots already split this sample; reusing it" in second
     assert "video.restyle already rendered this sample with these settings; reusing it" in second
     assert (out / "sample-shots.restyled.mp4").is_file() and (out / "sample-shots.side-by-side.mp4").is_file()
 
