@@ -32,7 +32,7 @@ from pipelines.stages.story.assemble import AnimaticTask, AssembleAnimatic
 from pipelines.stages.story.keyframes import CallFigures, KeyframeStage, KeyframeTask, Keyframes, Look, keyframe_prompt, shot_seed
 from pipelines.stages.story.shotlist import Bounds, ShotList, timed
 from pipelines.stages.story.write import ShotListWriter, StoryInput
-from serve.registry import ModelKind, ModelRegistry, ModelSpec
+from serve.registry import ModelSpec
 
 ENGINES = (1, 2)  # diffusion engines: one, a second while shots are queued
 REPORT = "story-animatic.report.json"
@@ -99,19 +99,6 @@ def read_stories(ctx: JobContext, spec: StoryAnimaticSpec) -> tuple[list[StoryIn
     return stories, rejected
 
 
-def registry_model(registry: ModelRegistry, name: str | None, kind: ModelKind) -> ModelSpec:
-    """The named model of ``kind``, or the registry's first of that kind."""
-    if name is None:
-        models = registry.of_kind(kind)
-        if not models:
-            raise KeyError(f"this farm's model registry has no {kind} model")
-        return models[0]
-    if name not in registry or registry.get(name).kind != kind:
-        known = ", ".join(m.name for m in registry.of_kind(kind)) or "(none)"
-        raise KeyError(f"unknown {kind} model {name!r}; this farm's {kind} models: {known}")
-    return registry.get(name)
-
-
 class StoryAnimatic:
     """One attempt's work: shot lists, keyframes, assembly, and the figures of each."""
 
@@ -130,8 +117,8 @@ class StoryAnimatic:
 
     def run(self, stories: list[StoryInput]) -> None:
         try:
-            llm = registry_model(self.ctx.models, self.spec.llm_model, "llm")
-            diffusion = registry_model(self.ctx.models, self.spec.diffusion_model, "diffusion")
+            llm = self.ctx.models.pick("llm", self.spec.llm_model)
+            diffusion = self.ctx.models.pick("diffusion", self.spec.diffusion_model)
         except KeyError as exc:
             for s in stories:
                 self.fail(s.index, exc.args[0])

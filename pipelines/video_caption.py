@@ -49,19 +49,6 @@ def run(ctx: JobContext) -> None:
     ctx.flush()
 
 
-def vlm_model(ctx: JobContext, name: str | None) -> ModelSpec:
-    """The registry entry the job captions with (the first vision-language model when the spec names none)."""
-    models = ctx.models.of_kind("vlm")
-    if name is None:
-        if not models:
-            raise KeyError("this farm's model registry has no vision-language (vlm) model")
-        return models[0]
-    for spec in models:
-        if spec.name == name:
-            return spec
-    raise KeyError(f"unknown vlm model {name!r}; this farm's vlm models: {', '.join(m.name for m in models) or '(none)'}")
-
-
 class Captioning:
     """One attempt's work: shots, then sampled frames through the model, then each video's files."""
 
@@ -79,7 +66,7 @@ class Captioning:
 
     def run(self, sources: list[Source]) -> None:
         try:
-            model = vlm_model(self.ctx, self.spec.model)
+            model = self.ctx.models.pick("vlm", self.spec.model)
         except KeyError as exc:
             for s in sources:
                 self.fail(s.index, exc.args[0])

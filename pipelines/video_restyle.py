@@ -54,20 +54,6 @@ def run(ctx: JobContext) -> None:
     ctx.flush()
 
 
-def diffusion_model(ctx: JobContext, name: str | None) -> ModelSpec:
-    """The registry entry the job renders with (the first diffusion model when the spec names none)."""
-    registry = ctx.models
-    if name is None:
-        models = registry.of_kind("diffusion")
-        if not models:
-            raise KeyError("this farm's model registry has no diffusion model")
-        return models[0]
-    if name not in registry or registry.get(name).kind != "diffusion":
-        known = ", ".join(m.name for m in registry.of_kind("diffusion")) or "(none)"
-        raise KeyError(f"unknown diffusion model {name!r}; this farm's diffusion models: {known}")
-    return registry.get(name)
-
-
 @dataclass
 class VideoPlan:
     probed: Probed
@@ -91,7 +77,7 @@ class Restyle:
 
     def run(self, sources: list[Source]) -> None:
         try:
-            model = diffusion_model(self.ctx, self.spec.model)
+            model = self.ctx.models.pick("diffusion", self.spec.model)
         except KeyError as exc:
             for s in sources:
                 self.fail(s.index, exc.args[0])

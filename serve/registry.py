@@ -115,6 +115,18 @@ class ModelRegistry(BaseModel):
     def of_kind(self, kind: ModelKind) -> list[ModelSpec]:
         return [spec for spec in self.models.values() if spec.kind == kind]
 
+    def pick(self, kind: ModelKind, name: str | None = None) -> ModelSpec:
+        """The named model of ``kind``, or the registry's first of that kind; KeyError saying what there is."""
+        models = self.of_kind(kind)
+        if name is None:
+            if not models:
+                raise KeyError(f"this farm's model registry has no {kind} model")
+            return models[0]
+        if name not in self.models or self.models[name].kind != kind:
+            known = ", ".join(m.name for m in models) or "(none)"
+            raise KeyError(f"unknown {kind} model {name!r}; this farm's {kind} models: {known}")
+        return self.models[name]
+
     def __contains__(self, name: object) -> bool:
         return name in self.models
 

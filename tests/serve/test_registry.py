@@ -131,3 +131,13 @@ def test_the_registry_knows_no_particular_model():
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert not {m for m in imported if m and m.startswith(("serve.demo", "farm"))}
+
+
+def test_pick_finds_a_model_by_kind_and_name_or_says_what_there_is() -> None:
+    a, b = ModelSpec(name="a", kind="llm", source="x"), ModelSpec(name="b", kind="diffusion", source="y")
+    registry = ModelRegistry(models={"a": a, "b": b})
+    assert registry.pick("llm").name == "a" and registry.pick("diffusion", "b").name == "b"
+    with pytest.raises(KeyError, match="unknown diffusion model 'a'; this farm's diffusion models: b"):
+        registry.pick("diffusion", "a")
+    with pytest.raises(KeyError, match="has no vlm model"):
+        registry.pick("vlm")
