@@ -69,18 +69,8 @@ def run_demo(settings: Settings) -> None:
         )
         if ready["status"] != "ready":
             raise SystemExit("the farm is not ready; see the checks above")
-        job = earlier(client, project["id"], "video.shots", asset["id"], {})
-        if job is None:
-            job = client.request("POST", "/v1/jobs", json={
-                "kind": "video.shots", "project_id": project["id"], "spec": {"asset_ids": [asset["id"]]},
-            })
-            console.print(f"Job [bold]{job['id']}[/] video.shots submitted: shots, keyframes, clips and a contact sheet")
-            done = follow(client, job["id"], SHOTS_BARS)
-        else:
-            console.print(f"Job [bold]{job['id']}[/] video.shots already split this sample; reusing it")
-            done = client.request("GET", f"/v1/jobs/{job['id']}")
-        if done["state"] != "succeeded" or done["counts"]["failed"]:
-            raise SystemExit(f"video.shots job {job['id']} ended {done['state']}: {done['error'] or done['counts']}")
+        done = run_job(client, project["id"], asset["id"], "video.shots", {}, SHOTS_BARS,
+                       "shots, keyframes, clips and a contact sheet", "already split this sample")
         out = settings.home / "demo-output"
         shutil.rmtree(out, ignore_errors=True)
         files = download_results(client, done["result_asset_ids"], out)
@@ -92,21 +82,10 @@ def run_demo(settings: Settings) -> None:
                for s in shots["shots"]], ["shot", "frames", "start", "clip", "keyframe"], title="video.shots")
 
         model = demo_model_note(settings)
-        restyle = earlier(client, project["id"], "video.restyle", asset["id"], RESTYLE)
-        if restyle is None:
-            shot_list = next(o["asset_id"] for o in done["outputs"] if o["type"] == "video_shots")
-            restyle = client.request("POST", "/v1/jobs", json={
-                "kind": "video.restyle", "project_id": project["id"],
-                "spec": {"asset_ids": [asset["id"]], "shots_asset_ids": [shot_list], **RESTYLE},
-            })
-            console.print(f"Job [bold]{restyle['id']}[/] video.restyle submitted: every frame through {model}, "
-                          f"on the shots found above, sound kept")
-            styled = follow(client, restyle["id"], RESTYLE_BARS)
-        else:
-            console.print(f"Job [bold]{restyle['id']}[/] video.restyle already rendered this sample with these settings; reusing it")
-            styled = client.request("GET", f"/v1/jobs/{restyle['id']}")
-        if styled["state"] != "succeeded" or styled["counts"]["failed"]:
-            raise SystemExit(f"video.restyle job {restyle['id']} ended {styled['state']}: {styled['error'] or styled['counts']}")
+        shot_list = next(o["asset_id"] for o in done["outputs"] if o["type"] == "video_shots")
+        styled = run_job(client, project["id"], asset["id"], "video.restyle", RESTYLE, RESTYLE_BARS,
+                         f"every frame through {model}, on the shots found above, sound kept",
+                         "already rendered this sample with these settings", extra={"shots_asset_ids": [shot_list]})
         files += download_results(client, styled["result_asset_ids"], out)
         report = json.loads((out / f"{sample.path.stem}.restyle.json").read_text())
         restyled = out / f"{sample.path.stem}.restyled.mp4"
@@ -118,8 +97,8 @@ def run_demo(settings: Settings) -> None:
         clips = sorted(p.name for p in files if p.suffix == ".mp4" and ".shot-" in p.name)
         console.print(Panel.fit(
             f"project        {project['id']}\nsource asset   {farm.url}/v1/assets/{asset['id']}\n"
-            f"jobs           {job['id']} video.shots ({len(done['result_asset_ids'])} result assets)\n"
-            f"               {restyle['id']} video.restyle ({len(styled['result_asset_ids'])} result assets)\n"
+            f"jobs           {done['id']} video.shots ({len(done['result_asset_ids'])} result assets)\n"
+            f"               {styled['id']} video.restyle ({len(styled['result_asset_ids'])} result assets)\n"
             f"contact sheet  {out / (sample.path.stem + '.contact.jpg')}\n"
             f"shot list      {out / (sample.path.stem + '.shots.json')}  (.shots.csv, .edl beside it)\n"
             f"clips          {out}/{clips[0] if clips else '-'} … ({len(clips)} clips, keyframes as .jpg)\n"
@@ -161,6 +140,23 @@ def follow(client: Client, job_id: str, bars: tuple[tuple[str, str, str], ...]) 
     c = job["counts"]
     console.print(f"Job {job_id} [bold]{job['state']}[/]: {c['succeeded']} of {c['total']} videos done, {c['failed']} failed")
     return job
+
+
+def run_job(client: Client, project_id: str, asset_id: str, kind: str, settings: dict[str, Any],
+            bars: tuple[tuple[str, str, str], ...], what: str, reused: str, *, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``kind`` on the sample with ``settings``, or the earlier such job (re-runs reuse it); the finished job, which succeeded."""
+    job = earlier(client, project_id, kind, asset_id, settings)
+    if job is None:
+        spec = {"asset_ids": [asset_id], **(extra or {}), **settings}
+        job = client.request("POST", "/v1/jobs", json={"kind": kind, "project_id": project_id, "spec": spec})
+        console.print(f"Job [bold]{job['id']}[/] {kind} submitted: {what}")
+        done = follow(client, job["id"], bars)
+    else:
+        console.print(f"Job [bold]{job['id']}[/] {kind} {reused}; reusing it")
+        done = client.request("GET", f"/v1/jobs/{job['id']}")
+    if done["state"] != "succeeded" or done["counts"]["failed"]:
+        raise SystemExit(f"{kind} job {job['id']} ended {done['state']}: {done['error'] or done['counts']}")
+    return done
 
 
 def earlier(client: Client, project_id: str, kind: str, asset_id: str, settings: dict[str, Any]) -> dict[str, Any] | None:
