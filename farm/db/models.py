@@ -146,6 +146,7 @@ class Job(Base):
     submitted_by: Mapped[str | None] = mapped_column(String(40), default=None)
     idempotency_key: Mapped[str | None] = mapped_column(String(255), default=None)
     request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -345,3 +346,74 @@ class WebhookDelivery(Base):
     attempt_log: Mapped[list[WebhookAttempt]] = relationship(
         lazy="selectin", order_by=WebhookAttempt.attempt, cascade="all, delete-orphan", passive_deletes=True
     )
+
+
+class Workflow(Base):
+    """A saved workflow definition (a template): run many times with different parameter values."""
+
+    __tablename__ = "workflows"
+    __table_args__ = (Index("ix_workflows_org_id", "org_id", "id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text, default="")
+    definition: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_by: Mapped[str | None] = mapped_column(String(40), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WorkflowStep(Base):
+    """One step of one workflow run (a `workflow` job): its state, attempts, child jobs and outputs.
+
+    ``job_ids`` lists the step's child jobs, one per attempt; ``outputs`` maps
+    each output name of the step's kind to its asset ids in item order;
+    ``not_before`` holds a retried step back for its backoff.
+    """
+
+    __tablename__ = "workflow_steps"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    step: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(default=0)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    job_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    outputs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    not_before: Mapped[datetime | None] = mapped_column(default=None)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class WorkflowTrigger(Base):
+    """Starts a saved workflow: on a user's upload of a content type into a project, or on a cron schedule."""
+
+    __tablename__ = "workflow_triggers"
+    __table_args__ = (Index("ix_workflow_triggers_org_id", "org_id", "id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    workflow_id: Mapped[str] = mapped_column(ForeignKey("workflows.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(16))
+    content_type: Mapped[str | None] = mapped_column(String(100), default=None)
+    cron: Mapped[str | None] = mapped_column(String(100), default=None)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    last_slot: Mapped[datetime | None] = mapped_column(default=None)
+    created_by: Mapped[str | None] = mapped_column(String(40), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WorkflowTriggerFire(Base):
+    """One firing of a trigger, unique per (trigger, upload or schedule slot): what makes it fire exactly once."""
+
+    __tablename__ = "workflow_trigger_fires"
+    __table_args__ = (UniqueConstraint("trigger_id", "key"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    trigger_id: Mapped[str] = mapped_column(ForeignKey("workflow_triggers.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(80))
+    run_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
