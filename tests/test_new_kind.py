@@ -50,4 +50,4 @@ def test_a_throwaway_kind_runs_on_ray_and_records_typed_outputs(postgres_url: st
         assert [(int(r["index"]), r["word"], r["asset_id"]) for r in rows] == [(o["item"], words[o["item"]], o["asset_id"]) for o in cards]
         assert set(done["result_asset_ids"]) == {o["asset_id"] for o in done["outputs"]}
     finally:
-        jf.farm.stop()
+        jf.close()

@@ -100,4 +100,4 @@ def multinode_farm(module_database: str, s3_server: S3Server, demo_models: dict[
         try:
             yield MultiNodeFarm(cluster, jf, homes, runner_python)
         finally:
-            jf.farm.stop()
+            jf.close()

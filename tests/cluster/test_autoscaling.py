@@ -94,7 +94,7 @@ def test_queued_gpu_jobs_bring_their_nodes_up_before_they_start_and_the_nodes_go
               f"{unix(done[2]['started_at']) - t0:.1f} s; 0 GPU nodes {gone - last_done:.1f} s after the last job finished "
               f"(idle timeout 6 s)")
     finally:
-        jf.farm.stop()
+        jf.close()
 
 
 def test_the_farms_gpu_cap_holds_shared_by_two_orgs_and_the_node_count_is_steady(
@@ -140,4 +140,4 @@ def test_the_farms_gpu_cap_holds_shared_by_two_orgs_and_the_node_count_is_steady
     finally:
         for job_id, org in jobs.items():
             jf.clients[org].post(f"/v1/jobs/{job_id}/cancel")
-        jf.farm.stop()
+        jf.close()

@@ -114,5 +114,5 @@ def shots_farm(postgres_url: str, ray_cluster: LocalRayHead, tmp_path: Path) -> 
     """An embedded control plane with its dispatcher on PostgreSQL and the session's Ray."""
     jf = start_job_farm(make_settings(tmp_path, postgres_url, ray_cluster))
     yield jf
-    jf.farm.stop()
+    jf.close()
     shutil.rmtree(tmp_path / "home" / "cache", ignore_errors=True)

@@ -84,7 +84,7 @@ def animatic_farm(animatic_db: str, ray_cluster: LocalRayHead, tmp_path_factory:
     settings.models.cache_dir = model_cache_dir()
     jf = start_job_farm(settings)
     yield jf
-    jf.farm.stop()
+    jf.close()
     shutil.rmtree(tmp / "home" / "cache", ignore_errors=True)
 
 

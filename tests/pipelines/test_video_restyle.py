@@ -68,7 +68,7 @@ def restyle_farm(postgres_url: str, ray_cluster: LocalRayHead, tmp_path: Path, d
     settings.models.cache_dir = model_cache_dir()
     jf = start_job_farm(settings)
     yield jf
-    jf.farm.stop()
+    jf.close()
     shutil.rmtree(tmp_path / "home" / "cache", ignore_errors=True)
 
 

@@ -71,4 +71,4 @@ def batch_farm(postgres_url: str, ray_cluster: LocalRayHead, tmp_path: Path, dem
     jf = start_job_farm(settings)
     keys = {org: c.headers["Authorization"].removeprefix("Bearer ") for org, c in jf.clients.items()}
     yield BatchFarm(jf, keys)
-    jf.farm.stop()
+    jf.close()

@@ -12,8 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
-from cluster.local import LocalRayHead
+from sqlalchemy import select
+
+from cluster.local import LocalRayHead, job_client
 from farm.bootstrap import create_org_with_admin
+from farm.db import Job
 from farm.embedded import EmbeddedFarm
 from farm.settings import Settings
 
@@ -54,6 +57,23 @@ class JobFarm:
     def wait_done(self, job_id: str, timeout: float = 300, who: str = "a") -> dict[str, Any]:
         return self.wait(job_id, lambda j: j["state"] in ("succeeded", "failed", "cancelled"), timeout, who)
 
+    def close(self) -> None:
+        """Stop the control plane, then every Ray job its unfinished jobs still run.
+
+        A test that failed or timed out mid-job would otherwise leave its runner
+        rendering on the shared cluster, slowing every test after it.
+        """
+        with self.farm.db.session() as s:
+            left = list(s.scalars(select(Job.ray_job_id).where(Job.ray_job_id.is_not(None), Job.finished_at.is_(None))))
+        self.farm.stop()
+        if left and self.settings.ray.dashboard_url:
+            client = job_client(self.settings.ray.dashboard_url)
+            for ray_job_id in left:
+                try:
+                    client.stop_job(ray_job_id)
+                except Exception:  # already gone, or the cluster went first
+                    pass
+
     def restart(self) -> None:
         """Stop the control plane (API + dispatcher) and start a fresh one on the same database."""
         self.farm.stop()
@@ -86,4 +106,4 @@ def start_job_farm(settings: Settings, start: bool = True) -> JobFarm:
 def job_farm(postgres_url: str, ray_cluster: LocalRayHead, tmp_path: Path) -> Iterator[JobFarm]:
     jf = start_job_farm(make_settings(tmp_path, postgres_url, ray_cluster))
     yield jf
-    jf.farm.stop()
+    jf.close()

@@ -122,7 +122,7 @@ def test_runner_that_keeps_dying_fails_the_job(postgres_url: str, ray_cluster: L
         done = jf.wait_done(job["id"])
         assert done["state"] == "failed" and "after 2 attempts" in done["error"]
     finally:
-        jf.farm.stop()
+        jf.close()
 
 
 def test_control_plane_restart_mid_job(job_farm: JobFarm) -> None:
@@ -145,7 +145,7 @@ def test_priority_order(postgres_url: str, ray_cluster: LocalRayHead, tmp_path: 
         order = sorted(done, key=lambda p: done[p]["started_at"])
         assert order == [90, 70, 50, 10]
     finally:
-        jf.farm.stop()
+        jf.close()
 
 
 def test_fair_share_between_orgs(postgres_url: str, ray_cluster: LocalRayHead, tmp_path: Path) -> None:
@@ -161,4 +161,4 @@ def test_fair_share_between_orgs(postgres_url: str, ray_cluster: LocalRayHead, t
         position = sorted([*a_started, b["started_at"]]).index(b["started_at"])
         assert position <= 1, f"org b's only job started {position + 1}th behind org a's flood"
     finally:
-        jf.farm.stop()
+        jf.close()

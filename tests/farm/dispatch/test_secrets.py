@@ -231,7 +231,7 @@ def test_no_secret_in_what_the_jobs_api_returns(
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert json.loads(path.read_text()) == {"FARM_DB__URL": password_db.url, "FARM_S3__SECRET_KEY": s3_secret}
     finally:
-        jf.farm.stop()
+        jf.close()
         minio = Minio(s3_server.endpoint, s3_server.access_key, s3_server.secret_key, secure=False, region=s3_server.region)
         if minio.bucket_exists(bucket):
             for obj in minio.list_objects(bucket, recursive=True):
