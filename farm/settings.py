@@ -8,6 +8,7 @@ configuration. The embedded defaults keep every byte under ``./.farm/``.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -181,6 +182,23 @@ class BatchSettings(BaseModel):
     max_bytes: int = Field(default=200 * 1024 * 1024, ge=1, description="Largest batch input file")
 
 
+class UiSettings(BaseModel):
+    """The web dashboard under /ui: sessions, sign-in limits, how to tell a TLS request behind a proxy."""
+
+    session_ttl_s: int = Field(default=12 * 3600, ge=60, le=30 * 24 * 3600, description="How long a dashboard sign-in lasts")
+    trusted_proxy: bool = Field(
+        default=False,
+        description="Believe X-Forwarded-Proto (set only behind a proxy that overwrites it): an https request gets a Secure cookie",
+    )
+    signin_rate: float = Field(default=0.2, ge=0, description="Sign-in attempts per second per client address, sustained (0: no limit)")
+    signin_burst: int = Field(default=10, ge=1, description="Sign-in attempts per client address allowed at once")
+    ray_dashboard_link: str | None = Field(default=None, description="The Ray dashboard URL shown to people; None: FARM_RAY__DASHBOARD_URL")
+
+    @property
+    def session_ttl(self) -> timedelta:
+        return timedelta(seconds=self.session_ttl_s)
+
+
 class Settings(BaseSettings):
     """The farm's configuration (``FARM_*`` environment variables)."""
 
@@ -202,6 +220,7 @@ class Settings(BaseSettings):
     serve: ServeSettings = ServeSettings()
     webhooks: WebhookSettings = WebhookSettings()
     batch: BatchSettings = BatchSettings()
+    ui: UiSettings = UiSettings()
     extra_kinds: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Modules of job kinds beyond the built-in ones (each exposes KIND), loaded by the control plane and the runner. Comma-separated or a JSON list in the environment",

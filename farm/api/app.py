@@ -17,6 +17,7 @@ from farm.api.runtime import Runtime
 from farm.db import Database
 from farm.settings import Settings, get_settings
 from farm.storage import ObjectStore, open_store
+from farm.ui import routes as ui
 from kinds import load as load_kinds
 
 
@@ -72,4 +73,5 @@ def create_app(
         app.include_router(module.router)
     for router in OPENAI_ROUTERS:
         app.include_router(router)
+    ui.install(app)  # the web dashboard under /ui (HTML, kept out of the OpenAPI schema)
     return app

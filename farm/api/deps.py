@@ -19,6 +19,7 @@ from farm.api.runtime import Runtime
 from farm.db.models import File, Project, Role
 from farm.openai.errors import OpenAIError
 from farm.storage import ObjectStore
+from farm.ui import sessions as ui_sessions
 
 _bearer = HTTPBearer(auto_error=False, description="A farm API key: sk_farm_…")
 ID_PATTERN = r"^[a-z]{2,8}_[0-9a-f]{28}$"  # every public id: prefix, then a time-ordered hex
@@ -48,10 +49,15 @@ StoreDep = Annotated[ObjectStore, Depends(get_store)]
 
 
 def get_principal(
+    request: Request,
     session: SessionDep,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if creds is None:
+        # A dashboard page's <video> and EventSource cannot send a Bearer header: its session cookie
+        # reads (GET/HEAD only); anything that changes state still needs the key or a CSRF-checked /ui form.
+        if request.method in ("GET", "HEAD") and (signed_in := ui_sessions.resolve(session, request.cookies.get(ui_sessions.COOKIE))):
+            return signed_in[0]
         raise ApiError(401, "missing API key: send 'Authorization: Bearer sk_farm_…'", headers={"WWW-Authenticate": "Bearer"})
     principal = authenticate(session, creds.credentials)
     if principal is None:

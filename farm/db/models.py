@@ -125,6 +125,8 @@ class Job(Base):
         UniqueConstraint("org_id", "idempotency_key"),
         Index("ix_jobs_state_priority", "state", "priority", "id"),
         Index("ix_jobs_org_state", "org_id", "state"),
+        Index("ix_jobs_org_id", "org_id", "id"),  # the dashboard's newest-first pages (migration 0009)
+        Index("ix_jobs_org_state_id", "org_id", "state", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -346,6 +348,20 @@ class WebhookDelivery(Base):
     attempt_log: Mapped[list[WebhookAttempt]] = relationship(
         lazy="selectin", order_by=WebhookAttempt.attempt, cascade="all, delete-orphan", passive_deletes=True
     )
+
+
+class UiSession(Base):
+    """A dashboard sign-in: an API key exchanged for a cookie. Only a hash of the cookie's id is stored."""
+
+    __tablename__ = "ui_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), index=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    role: Mapped[Role] = mapped_column(String(16))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class Workflow(Base):
