@@ -2,7 +2,9 @@
 
 Every shot has its own hue, a textured background that pans, and a moving
 square (or none of that motion, for a static shot); shots meet with hard
-cuts or fade through black. Optional film grain keeps the encoder and the
+cuts or fade through black; a shot may carry a counter (large digits of a
+random colour redrawn every frame) that changes as much each frame as a
+quiet shot does at a cut. Optional film grain keeps the encoder and the
 decoder honest at benchmark sizes. Frames are cut from one precomputed
 canvas per shot, so a 1080p video costs little more than its encoding.
 """
@@ -28,6 +30,7 @@ class ShotSpec:
     static: bool = False
     fade_in: int = 0  # frames rising from black at the start of the shot
     fade_out: int = 0  # frames falling to black at its end
+    counter: bool = False  # random digits over most of the picture, new every frame
 
 
 @dataclass(frozen=True)
@@ -111,12 +114,35 @@ def _shot_frames(k: int, spec: ShotSpec, size: tuple[int, int], rng: np.random.G
             cx = int((i / max(1, spec.frames - 1)) * (width - box))
             cy = int((height - box) * (0.5 + 0.3 * np.sin(i / 5 + k)))
             img[cy : cy + box, cx : cx + box] = square
+        if spec.counter:
+            colour = np.array(colorsys.hsv_to_rgb(float(rng.random()), 1.0, 1.0), np.float32) * 255
+            _draw_number(img, int(rng.integers(0, 10_000)), colour.astype(np.uint8))
         if noise:
             img = np.clip(img + noise[(i + k) % len(noise)], 0, 255).astype(np.uint8)
         level = _fade_level(i, spec)
         if level < 1:
             img = (img * np.float32(level)).astype(np.uint8)
         yield img
+
+
+SEGMENTS = ("abcdef", "bc", "abdeg", "abcdg", "bcfg", "acdfg", "acdefg", "abc", "abcdefg", "abcdfg")
+
+
+def _draw_number(img: np.ndarray, number: int, colour: np.ndarray, digits: int = 4) -> None:
+    """``number`` as seven-segment digits filling the picture's width and most of its height."""
+    height, width = img.shape[:2]
+    cell, tall = width // digits, int(height * 0.6)
+    top, stroke = (height - tall) // 2, max(2, cell // 6)
+    wide, mid = cell - 2 * stroke, top + tall // 2
+    for k, ch in enumerate(str(number).zfill(digits)[-digits:]):
+        x = k * cell + stroke
+        boxes = {"a": (top, top + stroke, x, x + wide), "g": (mid - stroke // 2, mid + stroke - stroke // 2, x, x + wide),
+                 "d": (top + tall - stroke, top + tall, x, x + wide), "f": (top, mid, x, x + stroke),
+                 "b": (top, mid, x + wide - stroke, x + wide), "e": (mid, top + tall, x, x + stroke),
+                 "c": (mid, top + tall, x + wide - stroke, x + wide)}
+        for seg in SEGMENTS[int(ch)]:
+            y0, y1, x0, x1 = boxes[seg]
+            img[y0:y1, x0:x1] = colour
 
 
 def _fade_level(i: int, spec: ShotSpec) -> float:

