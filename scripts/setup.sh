@@ -9,12 +9,19 @@ PY=${PYTHON:-python3}
 need_apt=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
+# the dashboard's browser tests: Debian's Chromium (Playwright drives it by path) and npm for axe-core
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+
+# axe-core (accessibility checks the dashboard tests inject into each page), under the ignored .venv/
+axe=.venv/node/node_modules/axe-core/axe.min.js
+[ -f "$axe" ] || npm install --silent --no-audit --no-fund --prefix .venv/node axe-core@4 >/dev/null
 
 stamp=.venv/.farm-installed
 if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]; then
