@@ -6,7 +6,9 @@ resolves the inputs (the job's organization only), stitches scores, finds
 boundaries, writes the small outputs and records every asset. Outputs are
 named after the source: ``<video>.shots.json``, ``.shots.csv``, ``.edl``,
 ``.contact.jpg``, ``.shot-003.mp4``, ``.shot-003.jpg``. Progress events carry
-``frames_decoded``/``frames_total``, then ``shots_rendered``/``shots_total``.
+``frames_decoded``/``frames_total``, then ``shots_rendered``/``shots_total``;
+a last ``timings`` event gives the driver's seconds per phase (probe, decode,
+detect, render, record), so a user sees where a job's time went.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from pipelines.stages.shots.detect import DetectorConfig
 from pipelines.stages.shots.find_shots import Detected, Progress, find_shots
 from pipelines.stages.shots.render import RenderShot
 from pipelines.stages.shots.reports import edl, shots_csv, shots_json, timecode
+from pipelines.stages.timings import PhaseClock
 
 CLIP_NAME = r"\.shot-\d{3}\.mp4$"
+PHASES = ("probe", "decode", "detect", "render", "record")
 
 
 def run(ctx: JobContext) -> None:
@@ -42,14 +46,15 @@ def run(ctx: JobContext) -> None:
     todo = [s for s in sources if s.index not in done]
     if todo:
         ctx.connect_ray()
-        report = ShotsReporter(ctx)
+        report, clock = ShotsReporter(ctx), PhaseClock(PHASES)
         detected, failed = find_shots(
             todo, detector_config(spec), objects=ctx.objects, chunk_size=spec.chunk_size,
-            on_probed=report.probed, on_chunk=report.frames,
+            on_probed=report.probed, on_chunk=report.frames, clock=clock,
         )
         for f in failed.values():
             ctx.item(f.source.index, False, f.message)
-        Outputs(ctx, spec, report).write(detected)
+        Outputs(ctx, spec, report, clock).write(detected)
+        ctx.event("timings", seconds=clock.rounded(), videos=len(todo))
     ctx.flush()
 
 
@@ -82,8 +87,8 @@ class ShotsReporter(Reporter):
 class Outputs:
     """Renders shots on workers, then writes and records each video's outputs as it completes."""
 
-    def __init__(self, ctx: JobContext, spec: VideoShotsSpec, report: ShotsReporter) -> None:
-        self.ctx, self.spec, self.report = ctx, spec, report
+    def __init__(self, ctx: JobContext, spec: VideoShotsSpec, report: ShotsReporter, clock: PhaseClock) -> None:
+        self.ctx, self.spec, self.report, self.clock = ctx, spec, report, clock
         self.want = set(spec.outputs)
 
     def write(self, detected: dict[int, Detected]) -> None:
@@ -93,24 +98,27 @@ class Outputs:
         rendered: dict[int, list[RenderedShot]] = defaultdict(list)
         failures: dict[int, Failed] = {}
         for index in [i for i, n in waiting.items() if n == 0]:
-            self._finish(detected[index], [])
+            with self.clock.phase("record"):
+                self._finish(detected[index], [])
         self.report.emit(force=True, phase="render", shots_rendered=0, shots_total=len(tasks))
         count = 0
-        for out in run_ray(RenderShot(self.ctx.objects, crf=self.spec.clip_crf, preset=self.spec.clip_preset), tasks):
-            index = out.source.index if isinstance(out, Failed) else out.task.video.source.index
-            if isinstance(out, Failed):
-                failures.setdefault(index, out)
-            else:
-                rendered[index].append(out)
-            waiting[index] -= 1
-            count += 1
-            self.report.emit(shots_rendered=count)
-            if waiting[index] == 0:
-                if index in failures:
-                    self._discard(rendered.pop(index, []))
-                    self.ctx.item(index, False, failures[index].message)
+        with self.clock.phase("render"):  # less the recording done in between, as each video completes
+            for out in run_ray(RenderShot(self.ctx.objects, crf=self.spec.clip_crf, preset=self.spec.clip_preset), tasks):
+                index = out.source.index if isinstance(out, Failed) else out.task.video.source.index
+                if isinstance(out, Failed):
+                    failures.setdefault(index, out)
                 else:
-                    self._finish(detected[index], sorted(rendered.pop(index, []), key=lambda r: r.task.shot.index))
+                    rendered[index].append(out)
+                waiting[index] -= 1
+                count += 1
+                self.report.emit(shots_rendered=count)
+                if waiting[index] == 0:
+                    with self.clock.phase("record"):
+                        if index in failures:
+                            self._discard(rendered.pop(index, []))
+                            self.ctx.item(index, False, failures[index].message)
+                        else:
+                            self._finish(detected[index], sorted(rendered.pop(index, []), key=lambda r: r.task.shot.index))
         self.report.emit(force=True, shots_rendered=count)
 
     def _task(self, d: Detected, shot: Shot) -> ShotTask:

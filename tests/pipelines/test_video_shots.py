@@ -46,6 +46,14 @@ def progress_events(jf: JobFarm, job_id: str) -> list[dict[str, Any]]:
         return [e.data for e in rows]
 
 
+def stream_events(jf: JobFarm, job_id: str, type: str) -> list[dict[str, Any]]:
+    """The job's events of one type as a user reads them: the Server-Sent Events of a finished job."""
+    r = jf.clients["a"].get(f"/v1/jobs/{job_id}/events")
+    assert r.status_code == 200, r.text
+    found = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: ")]
+    return [e for e in found if e["type"] == type]
+
+
 def shot_starts(doc: dict[str, Any]) -> list[int]:
     return [s["start_frame"] for s in doc["shots"][1:]]
 
@@ -92,6 +100,10 @@ def test_three_videos_one_corrupt(shots_farm: JobFarm, edge_video: SyntheticVide
     progress = [e for e in progress_events(shots_farm, job["id"]) if "frames_decoded" in e]
     decoded = [e["frames_decoded"] for e in progress]
     assert decoded == sorted(decoded) and progress[-1]["frames_total"] == 280 + 250 and decoded[-1] == 530
+
+    (timings,) = stream_events(shots_farm, job["id"], "timings")  # where the time went, once per run
+    assert list(timings["seconds"]) == ["probe", "decode", "detect", "render", "record"]
+    assert all(timings["seconds"][p] > 0 for p in ("probe", "decode", "render", "record")), timings
 
 
 def test_foreign_missing_and_non_video_inputs_fail_as_items(shots_farm: JobFarm, bikes: Path, tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 Workers probe each video and decode its chunks in parallel; the driver only
 sees probe results and a few floats per frame, plans the chunks, stitches
 the scores and finds the shots. Any runner works: `run_ray` on the cluster,
-`run_local` in tests.
+`run_local` in tests. A ``clock`` gets the seconds spent probing, decoding
+and detecting.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pipelines.stages.payloads import ChunkFeatures, Failed, Probed, Shot, Sourc
 from pipelines.stages.shots.detect import DetectorConfig, shots, stitch, transitions
 from pipelines.stages.shots.features import FEATURE_WIDTH, FrameFeatures
 from pipelines.stages.shots.split import SplitByFrame
+from pipelines.stages.timings import PhaseClock
 
 Runner = Callable[[Stage[Any, Any], Sequence[Any]], Iterator[Any]]
 
@@ -44,16 +46,18 @@ def find_shots(
     sources: Sequence[Source], config: DetectorConfig, *, objects: ObjectHandle | None = None, chunk_size: int = 240,
     feature_width: int = FEATURE_WIDTH, run: Runner = run_ray,
     on_probed: Callable[[Iterable[Probed], Progress], None] | None = None,
-    on_chunk: Callable[[Progress], None] | None = None,
+    on_chunk: Callable[[Progress], None] | None = None, clock: PhaseClock | None = None,
 ) -> tuple[dict[int, Detected], dict[int, Failed]]:
     """Shots of every source (by item index), and the sources that failed with why."""
+    clock = clock or PhaseClock()
     failed: dict[int, Failed] = {}
     probed: dict[int, Probed] = {}
-    for out in run(Probe(objects), list(sources)):
-        if isinstance(out, Failed):
-            failed[out.source.index] = out
-        else:
-            probed[out.video.source.index] = out
+    with clock.phase("probe"):
+        for out in run(Probe(objects), list(sources)):
+            if isinstance(out, Failed):
+                failed[out.source.index] = out
+            else:
+                probed[out.video.source.index] = out
     progress = Progress(frames_total=sum(p.video.frames for p in probed.values()))
     if on_probed is not None:
         on_probed(probed.values(), progress)
@@ -61,19 +65,21 @@ def find_shots(
     # Longest first: workers that finish early pick up the short ones, so none idles at the end.
     chunks = sorted((c for p in probed.values() for c in split.process(p)), key=lambda c: -c.frames)
     features: dict[int, list[ChunkFeatures]] = defaultdict(list)
-    for out in run(FrameFeatures(objects, width=feature_width), chunks):
-        if isinstance(out, Failed):
-            failed.setdefault(out.source.index, out)
-            continue
-        features[out.chunk.video.source.index].append(out)
-        progress.frames_decoded += out.chunk.frames
-        if on_chunk is not None:
-            on_chunk(progress)
+    with clock.phase("decode"):
+        for out in run(FrameFeatures(objects, width=feature_width), chunks):
+            if isinstance(out, Failed):
+                failed.setdefault(out.source.index, out)
+                continue
+            features[out.chunk.video.source.index].append(out)
+            progress.frames_decoded += out.chunk.frames
+            if on_chunk is not None:
+                on_chunk(progress)
     detected: dict[int, Detected] = {}
-    for index, p in probed.items():
-        if index in failed:
-            continue
-        scores, intensity = stitch(features[index], p.video.frames)
-        found = transitions(scores, intensity, config)
-        detected[index] = Detected(p, found, shots(p, found, config.keyframes_per_shot))
+    with clock.phase("detect"):
+        for index, p in probed.items():
+            if index in failed:
+                continue
+            scores, intensity = stitch(features[index], p.video.frames)
+            found = transitions(scores, intensity, config)
+            detected[index] = Detected(p, found, shots(p, found, config.keyframes_per_shot))
     return detected, failed

@@ -22,6 +22,7 @@ from pipelines.stages.shots.detect import DetectorConfig, shots, spaced, stitch,
 from pipelines.stages.shots.features import FrameFeatures, feature_size, to_hsv
 from pipelines.stages.shots.find_shots import find_shots
 from pipelines.stages.shots.split import SplitByFrame, chunk_edges
+from pipelines.stages.timings import PhaseClock
 from tests.pipelines.conftest import BIKES_CUTS, EDGE_CHUNK
 
 
@@ -123,8 +124,10 @@ def test_find_shots_in_process(edge_video: SyntheticVideo, bikes: Path, truncate
     sources = [Source(0, "edges.mp4", path=str(edge_video.path)), Source(1, "bikes.mp4", path=str(bikes)),
                Source(2, "cut.mp4", path=str(truncated_video))]
     seen: list[int] = []
+    clock = PhaseClock()
     detected, failed = find_shots(sources, DetectorConfig(), chunk_size=EDGE_CHUNK, run=run_local,
-                                  on_chunk=lambda p: seen.append(p.frames_decoded))
+                                  on_chunk=lambda p: seen.append(p.frames_decoded), clock=clock)
+    assert list(clock.seconds) == ["probe", "decode", "detect"] and clock.seconds["decode"] > 0
     assert set(detected) == {0, 1} and set(failed) == {2}
     assert seen[-1] == 280 + 250 and seen == sorted(seen)
     assert_cuts([t.frame for t in detected[1].transitions], BIKES_CUTS)
