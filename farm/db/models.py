@@ -127,6 +127,8 @@ class Job(Base):
         Index("ix_jobs_org_state", "org_id", "state"),
         Index("ix_jobs_org_id", "org_id", "id"),  # the dashboard's newest-first pages (migration 0009)
         Index("ix_jobs_org_state_id", "org_id", "state", "id"),
+        Index("ix_jobs_org_kind_id", "org_id", "kind", "id"),
+        Index("ix_jobs_project_id_id", "project_id", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

@@ -31,13 +31,17 @@ def upgrade() -> None:
     )
     op.create_index(op.f('ix_ui_sessions_key_id'), 'ui_sessions', ['key_id'], unique=False)
     op.create_index(op.f('ix_ui_sessions_expires_at'), 'ui_sessions', ['expires_at'], unique=False)
-    # The dashboard's job list pages newest-first within an org (and within an org's state):
+    # The dashboard's job list pages newest-first within an org, and within its filters (state, kind, project):
     # without these, an org with many jobs sorts them all for every page.
     op.create_index('ix_jobs_org_id', 'jobs', ['org_id', 'id'], unique=False)
     op.create_index('ix_jobs_org_state_id', 'jobs', ['org_id', 'state', 'id'], unique=False)
+    op.create_index('ix_jobs_org_kind_id', 'jobs', ['org_id', 'kind', 'id'], unique=False)
+    op.create_index('ix_jobs_project_id_id', 'jobs', ['project_id', 'id'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index('ix_jobs_project_id_id', table_name='jobs')
+    op.drop_index('ix_jobs_org_kind_id', table_name='jobs')
     op.drop_index('ix_jobs_org_state_id', table_name='jobs')
     op.drop_index('ix_jobs_org_id', table_name='jobs')
     op.drop_index(op.f('ix_ui_sessions_expires_at'), table_name='ui_sessions')
