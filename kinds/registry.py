@@ -22,6 +22,7 @@ BUILTIN: tuple[str, ...] = (
     "kinds.video_restyle",
     "kinds.video_caption",
     "kinds.story_animatic",
+    "kinds.workflow",
 )
 
 _KINDS: dict[str, KindInfo] = {}

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from farm.api import errors
 from farm.api.metrics import Metrics, MetricsMiddleware
-from farm.api.routes import assets, audit, health, jobs, keys, objects, projects, webhooks
+from farm.api.routes import assets, audit, health, jobs, keys, objects, projects, webhooks, workflows
 from farm.api.routes.openai import ROUTERS as OPENAI_ROUTERS
 from farm.api.routes.openai import Generation
 from farm.api.runtime import Runtime
@@ -69,7 +69,7 @@ def create_app(
     app.state.metrics = Metrics()
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     errors.install(app)
-    for module in (health, keys, projects, assets, jobs, audit, objects, webhooks):
+    for module in (health, keys, projects, assets, jobs, audit, objects, webhooks, workflows):
         app.include_router(module.router)
     for router in OPENAI_ROUTERS:
         app.include_router(router)

@@ -13,6 +13,7 @@ from farm.cli.client import CliError
 from farm.cli.output import console, err, table
 from farm.cli.jobs import jobs_app
 from farm.cli.resources import assets_app, keys_app, projects_app
+from farm.cli.workflows import workflows_app
 from farm.db import Database
 from farm.settings import get_settings
 
@@ -25,6 +26,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(projects_app, name="projects")
 app.add_typer(assets_app, name="assets")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(workflows_app, name="workflows")
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 

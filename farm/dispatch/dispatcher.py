@@ -30,6 +30,8 @@ from farm.jobs.states import ACTIVE, JobState
 from farm.runner_env import SECRET_NAMES_ENV, SECRETS_FILE_ENV, job_env, runner_secrets_path, write_secrets_file
 from farm.settings import Settings
 from farm.storage import ObjectStore, open_store
+from farm.workflows import engine as workflows
+from kinds.workflow import RUN_KIND
 
 log = logging.getLogger("farm.dispatch")
 LEASE_NAME = "dispatcher"
@@ -85,6 +87,7 @@ class Dispatcher:
         if not self.is_leader:
             return
         self.reconcile()
+        workflows.advance_all(self.db, self.settings)  # runs never go to Ray: their steps become jobs here
         gpus = self.gpu_plan()
         self.start_queued(gpus)
         if self.settings.dispatch.gpu_demand:
@@ -107,7 +110,7 @@ class Dispatcher:
 
     def reconcile(self) -> None:
         with self.db.session() as s:
-            for job in s.scalars(select(Job).where(Job.state.in_([a.value for a in ACTIVE]))).all():
+            for job in s.scalars(select(Job).where(Job.state.in_([a.value for a in ACTIVE]), Job.kind != RUN_KIND)).all():
                 self._reconcile(s, job)
 
     def _reconcile(self, s: Session, job: Job) -> None:
@@ -169,7 +172,7 @@ class Dispatcher:
     def start_queued(self, gpus: Plan) -> None:
         """Start queued jobs up to ``max_running``; GPU jobs only when ``gpus`` (this tick's plan) admitted them."""
         with self.db.session() as s:
-            active = s.scalar(select(func.count()).select_from(Job).where(Job.state.in_([a.value for a in ACTIVE]))) or 0
+            active = s.scalar(select(func.count()).select_from(Job).where(Job.state.in_([a.value for a in ACTIVE]), Job.kind != RUN_KIND)) or 0
             for job_id in next_jobs(s, self.settings.dispatch.max_running - active, held=gpus.held):
                 job = s.scalars(
                     select(Job).where(Job.id == job_id, Job.state == JobState.queued.value).with_for_update(skip_locked=True)

@@ -4,6 +4,7 @@ Each org offers only its best queued job, so an org with a thousand queued
 jobs competes with one candidate at a time, exactly like an org with one.
 Among equal priorities the org with the fewest running jobs goes first, then
 the org served least recently: a round robin, even when jobs run one by one.
+Workflow runs are no Ray jobs: they neither wait here nor count as running.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from sqlalchemy.orm import Session
 
 from farm.db.models import Job
 from farm.jobs.states import ACTIVE, JobState
+from kinds.workflow import RUN_KIND
 
 
 def running_per_org(session: Session) -> Counter[str]:
     rows = session.execute(
-        select(Job.org_id, func.count()).where(Job.state.in_([s.value for s in ACTIVE])).group_by(Job.org_id)
+        select(Job.org_id, func.count()).where(Job.state.in_([s.value for s in ACTIVE]), Job.kind != RUN_KIND).group_by(Job.org_id)
     )
     return Counter({org: int(n) for org, n in rows})
 
@@ -31,10 +33,10 @@ def next_jobs(session: Session, slots: int, held: Collection[str] = ()) -> list[
     if slots <= 0:
         return []
     running = running_per_org(session)
-    orgs = list(session.scalars(select(Job.org_id).where(Job.state == JobState.queued.value).distinct()))
+    orgs = list(session.scalars(select(Job.org_id).where(Job.state == JobState.queued.value, Job.kind != RUN_KIND).distinct()))
     queues: dict[str, list[Job]] = {}
     for org in orgs:
-        waiting = select(Job).where(Job.org_id == org, Job.state == JobState.queued.value)
+        waiting = select(Job).where(Job.org_id == org, Job.state == JobState.queued.value, Job.kind != RUN_KIND)
         if held:
             waiting = waiting.where(Job.id.not_in(list(held)))
         queues[org] = list(session.scalars(waiting.order_by(Job.priority.desc(), Job.id).limit(slots)))

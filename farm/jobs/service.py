@@ -87,12 +87,14 @@ def submit(
     *,
     commit: bool = True,
     spec_context: dict[str, Any] | None = None,
+    parent_id: str | None = None,
 ) -> tuple[Job, bool]:
     """Create a queued job; with an idempotency key, a replay returns the original.
 
     ``commit=False`` leaves the transaction open so a caller can add its own
     rows (a batch) that must exist exactly when the job does. ``spec_context``
-    is what the spec is validated against (the model registry's names).
+    is what the spec is validated against (the model registry's names);
+    ``parent_id`` links a workflow step's job to its run.
     """
     parsed = parse_spec(kind, spec, spec_context)
     normal = parsed.model_dump(mode="json")
@@ -104,7 +106,7 @@ def submit(
     job = Job(
         id=new_id("job"), org_id=principal.org_id, project_id=project.id, kind=kind, spec=normal,
         priority=priority, total=parsed.total_items() or 0, max_attempts=max_attempts,
-        submitted_by=principal.key_id, idempotency_key=idempotency_key, request_hash=digest,
+        submitted_by=principal.key_id, idempotency_key=idempotency_key, request_hash=digest, parent_id=parent_id,
     )
     session.add(job)
     try:

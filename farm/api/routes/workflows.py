@@ -1,0 +1,182 @@
+"""/v1/workflows (saved definitions) and /v1/workflow-runs (runs: view, cancel, retry). HTTP only; logic in farm.workflows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from farm.accounts import Principal
+from farm.api.deps import Member, SessionDep, Viewer, load_project, well_formed
+from farm.api.errors import ERROR_RESPONSES, ApiError, not_found
+from farm.api.pagination import Cursor, Limit, paginate_map
+from farm.api.routes.jobs import spec_context
+from farm.api.schemas import Page
+from farm.db.models import Job, Workflow
+from farm.jobs.service import IdempotencyConflict, NothingToRetry
+from farm.jobs.states import IllegalTransition
+from farm.workflows.definition import DefinitionError
+from farm.workflows.service import cancel_run, retry_run, run_view, save_workflow, start_run
+from kinds.workflow import RUN_KIND
+
+router = APIRouter(tags=["workflows"], responses=ERROR_RESPONSES)
+IdempotencyKey = Annotated[str | None, Header(max_length=255, pattern=r"^[\x21-\x7e]+$", description="Same key + same body returns the original run")]
+Definition = Annotated[dict[str, Any] | Annotated[str, StringConstraints(max_length=200_000)], Field(
+    description="The definition: an object, or its YAML/JSON text (name, params, steps: id, kind, spec, depends_on, retry, timeout_s, continue_on_failure, when)")]
+ProjectId = Annotated[str, StringConstraints(max_length=64)]
+
+
+class WorkflowCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    definition: Definition
+
+
+class WorkflowPublic(BaseModel):
+    id: str
+    name: str
+    description: str
+    definition: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, wf: Workflow) -> WorkflowPublic:
+        return cls(id=wf.id, name=wf.name, description=wf.description, definition=wf.definition, created_at=wf.created_at)
+
+
+class RunCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    project_id: ProjectId
+    params: dict[str, Any] = Field(default_factory=dict, description="Parameter values; the definition's defaults fill the rest")
+    priority: int = Field(default=50, ge=0, le=100, description="The priority of every step's job")
+
+
+class AdHocRunCreate(RunCreate):
+    definition: Definition
+
+
+class StepPublic(BaseModel):
+    id: str
+    kind: str
+    state: str = Field(description="pending, running, succeeded, failed, skipped or cancelled")
+    attempts: int = Field(description="Child jobs started in this round (the retry policy's count)")
+    job_ids: list[str] = Field(description="Every child job of the step, oldest first")
+    job_id: str | None = Field(description="The current (last) child job")
+    job_state: str | None
+    counts: dict[str, int] | None = Field(description="The current child job's items: total, succeeded, failed")
+    outputs: dict[str, list[str]] = Field(description="The step's outputs by name: asset ids in item order")
+    not_before: datetime | None = Field(description="A retried step waits for its backoff until then")
+    reason: str | None
+    depends_on: list[str]
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class RunPublic(BaseModel):
+    id: str = Field(description="The run's job id (kind workflow)")
+    workflow: str
+    workflow_id: str | None
+    project_id: str
+    state: str
+    priority: int
+    params: dict[str, Any]
+    error: str | None
+    done: int = Field(description="Steps that have ended")
+    steps: list[StepPublic]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+def _refused(exc: DefinitionError) -> ApiError:
+    return ApiError(422, str(exc))
+
+
+def load_workflow(session: Session, principal: Principal, workflow_id: str) -> Workflow:
+    wf = session.get(Workflow, workflow_id) if well_formed(workflow_id) else None
+    if wf is None or wf.org_id != principal.org_id:
+        raise not_found("workflow")
+    return wf
+
+
+def load_run(session: Session, principal: Principal, run_id: str) -> Job:
+    run = session.get(Job, run_id) if well_formed(run_id) else None
+    if run is None or run.org_id != principal.org_id or run.kind != RUN_KIND:
+        raise not_found("workflow run")
+    return run
+
+
+@router.post("/v1/workflows", status_code=201, response_model=WorkflowPublic)
+def create_workflow(request: Request, body: WorkflowCreate, principal: Member, session: SessionDep) -> WorkflowPublic:
+    try:
+        wf = save_workflow(session, principal, body.definition, spec_context(request))
+    except DefinitionError as exc:
+        raise _refused(exc) from None
+    return WorkflowPublic.of(wf)
+
+
+@router.get("/v1/workflows", response_model=Page[WorkflowPublic])
+def list_workflows(principal: Viewer, session: SessionDep, limit: Limit = 50, cursor: Cursor = None) -> Page[WorkflowPublic]:
+    return paginate_map(session, select(Workflow).where(Workflow.org_id == principal.org_id), Workflow.id, WorkflowPublic.of, limit, cursor)
+
+
+@router.get("/v1/workflows/{workflow_id}", response_model=WorkflowPublic)
+def get_workflow(workflow_id: str, principal: Viewer, session: SessionDep) -> WorkflowPublic:
+    return WorkflowPublic.of(load_workflow(session, principal, workflow_id))
+
+
+def _start(request: Request, session: Session, principal: Principal, body: RunCreate, definition: Any, key: str | None, workflow_id: str | None) -> JSONResponse:
+    project = load_project(session, principal, body.project_id)
+    try:
+        run, created = start_run(session, principal, project, definition, body.params, priority=body.priority,
+                                 idempotency_key=key, workflow_id=workflow_id, context=spec_context(request))
+    except DefinitionError as exc:
+        raise _refused(exc) from None
+    except IdempotencyConflict as exc:
+        raise ApiError(409, str(exc), type="idempotency_conflict") from None
+    view = RunPublic.model_validate(run_view(session, run))
+    return JSONResponse(view.model_dump(mode="json"), status_code=201 if created else 200)
+
+
+@router.post("/v1/workflows/{workflow_id}/runs", status_code=201, response_model=RunPublic,
+             responses={200: {"model": RunPublic, "description": "replay of an Idempotency-Key"}, 409: ERROR_RESPONSES[422]})
+def run_workflow(workflow_id: str, request: Request, body: RunCreate, principal: Member, session: SessionDep,
+                 idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    wf = load_workflow(session, principal, workflow_id)
+    return _start(request, session, principal, body, wf.definition, idempotency_key, wf.id)
+
+
+@router.post("/v1/workflow-runs", status_code=201, response_model=RunPublic,
+             responses={200: {"model": RunPublic, "description": "replay of an Idempotency-Key"}, 409: ERROR_RESPONSES[422]})
+def run_definition(request: Request, body: AdHocRunCreate, principal: Member, session: SessionDep,
+                   idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    return _start(request, session, principal, body, body.definition, idempotency_key, None)
+
+
+@router.get("/v1/workflow-runs/{run_id}", response_model=RunPublic)
+def get_run(run_id: str, principal: Viewer, session: SessionDep) -> RunPublic:
+    return RunPublic.model_validate(run_view(session, load_run(session, principal, run_id)))
+
+
+@router.post("/v1/workflow-runs/{run_id}/cancel", response_model=RunPublic, responses={409: ERROR_RESPONSES[422]})
+def cancel(run_id: str, principal: Member, session: SessionDep) -> RunPublic:
+    run = load_run(session, principal, run_id)
+    try:
+        cancel_run(session, principal, run)
+    except IllegalTransition as exc:
+        raise ApiError(409, str(exc)) from None
+    return RunPublic.model_validate(run_view(session, run))
+
+
+@router.post("/v1/workflow-runs/{run_id}/retry", response_model=RunPublic, responses={409: ERROR_RESPONSES[422]})
+def retry(run_id: str, principal: Member, session: SessionDep) -> RunPublic:
+    run = load_run(session, principal, run_id)
+    try:
+        retry_run(session, principal, run)
+    except NothingToRetry as exc:
+        raise ApiError(409, str(exc)) from None
+    return RunPublic.model_validate(run_view(session, run))
