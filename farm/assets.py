@@ -58,15 +58,36 @@ class StoredFile:
     path: str | None = None
 
 
+def _seekable(source: object) -> bool:
+    seekable = getattr(source, "seekable", None)
+    return bool(seekable()) if callable(seekable) else False
+
+
 class HashingReader:
     """Wraps a source for whoever writes it: hashes, counts and enforces the size limit."""
 
     def __init__(self, head: bytes, source: Readable, limit: int | None = None) -> None:
-        self._head = head
+        self._head = self._first = head
         self._source = source
+        self._after_head = source.tell() if _seekable(source) else None  # type: ignore[attr-defined]
         self._limit = limit
         self.size = 0
         self.sha256 = hashlib.sha256()
+
+    def seekable(self) -> bool:
+        """Whether the store may send it again from the start (a file or bytes can be; a request body cannot)."""
+        return self._after_head is not None
+
+    def tell(self) -> int:
+        return self.size
+
+    def seek(self, offset: int, whence: int = 0, /) -> int:
+        """Only back to the start, as a store retrying a failed upload needs."""
+        if (offset, whence) != (0, 0) or self._after_head is None:
+            raise OSError("a HashingReader can only seek back to its start, over a seekable source")
+        self._source.seek(self._after_head)  # type: ignore[attr-defined]
+        self._head, self.size, self.sha256 = self._first, 0, hashlib.sha256()
+        return 0
 
     def read(self, n: int = -1, /) -> bytes:
         if self._head:

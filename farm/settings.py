@@ -30,6 +30,10 @@ class DatabaseSettings(BaseModel):
         description="SQLAlchemy URL: sqlite:///path or postgresql+psycopg://user:pw@host/db",
     )
     echo: bool = False
+    outage_s: float = Field(
+        default=120, ge=0,
+        description="How long a runner waits out an unreachable database (a restart, a failover) before its attempt fails",
+    )
 
 
 class StorageSettings(BaseModel):
@@ -53,6 +57,10 @@ class S3Settings(BaseModel):
     region: str | None = None
     secure: bool = False
     part_size: int = Field(default=8 * 1024**2, ge=5 * 1024**2, description="Multipart part size; an upload holds about two parts in memory")
+    outage_s: float = Field(
+        default=60, ge=0,
+        description="How long runners retry an unreachable object store (a restart) before the operation, and its item, fails",
+    )
 
 
 class RaySettings(BaseModel):

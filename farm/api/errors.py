@@ -9,9 +9,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from farm.db.session import unreachable
+
 log = logging.getLogger("farm.api")
+DB_RETRY_AFTER_S = 5
 
 _TYPES = {
     400: "invalid_request",
@@ -75,6 +79,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error_json(exc.status_code, _TYPES.get(exc.status_code, "error"), str(exc.detail), exc.headers)
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        if unreachable(exc):  # a database restart or failover: the client should come back, not report a bug
+            log.warning("database unreachable on %s %s: %s", request.method, request.url.path, exc.orig)
+            return error_json(503, "unavailable", "the farm's database is unreachable; retry shortly",
+                              {"Retry-After": str(DB_RETRY_AFTER_S)})
+        log.exception("database error on %s %s", request.method, request.url.path)
+        return error_json(500, "internal_error", "internal server error")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -62,7 +62,7 @@ class BatchBook:
         return batch, job
 
     def info(self) -> BatchInfo:
-        with self._db.session() as s:
+        def work(s: Any) -> Any:
             batch, _ = self._rows(s)
             f = s.get(File, batch.input_file_id)
             asset = s.get(Asset, f.asset_id) if f else None
@@ -70,9 +70,11 @@ class BatchBook:
                 return BatchInfo(batch.id, batch.endpoint, None, 0)
             return BatchInfo(batch.id, batch.endpoint, asset.object_key, asset.size)
 
+        return self.ctx.transaction(work)
+
     def set_phase(self, phase: str, **fields: Any) -> None:
         """Enter ``phase`` (stamping its ``*_at`` the first time) and set other batch fields."""
-        with self._db.session() as s:
+        def work(s: Any) -> Any:
             batch, job = self._rows(s)
             before = batch_status(batch, job)
             if batch.phase != phase and phase in PHASE_STAMPS:
@@ -83,22 +85,28 @@ class BatchBook:
             if batch_status(batch, job) != before:  # a cancelling batch stays "cancelling" while it finalizes
                 publish_batch(s, batch, job)
             s.commit()
+
+        self.ctx.transaction(work)
         self.ctx.event("batch", phase=phase)
 
     def set_errors(self, errors: list[dict[str, Any]]) -> None:
         """The batch's validation errors, as ``GET /v1/batches/{id}`` shows them."""
-        with self._db.session() as s:
+        def work(s: Any) -> Any:
             batch, _ = self._rows(s)
             batch.errors = errors
             s.commit()
 
+        self.ctx.transaction(work)
+
     def fail(self, message: str) -> None:
         """The input file cannot run at all: the batch (and its job) fail in validation."""
-        with self._db.session() as s:
+        def work(s: Any) -> Any:
             batch, job = self._rows(s)
             batch.errors = [{"code": "invalid_file", "message": message, "param": "input_file_id", "line": None}]
             transition(s, job, JobState.failed, error=f"validation failed: {message}")
             s.commit()
+
+        self.ctx.transaction(work)
 
     def put_part(self, kind: str, data: bytes, lines: int) -> str:
         """Store one part of result lines (``kind``: output or error); returns its key."""
@@ -110,14 +118,16 @@ class BatchBook:
 
     def parts(self, kind: str) -> list[str]:
         """Keys of every part of ``kind`` written by any attempt, in the order they were written."""
-        with self._db.session() as s:
+        def work(s: Any) -> Any:
             events = s.scalars(select(JobEvent).where(JobEvent.job_id == self.ctx.job_id, JobEvent.type == "part").order_by(JobEvent.seq))
             return [e.data["key"] for e in events if e.data["kind"] == kind]
+
+        return self.ctx.transaction(work)
 
     def attach_result_file(self, kind: str, name: str, data: bytes | BinaryIO) -> str:
         """Save the finished ``kind`` (output or error) file as the job's ``<kind>_file`` output; returns its file id."""
         asset_id = self.ctx.save_output(None, f"{kind}_file", name, data)
-        with self._db.session() as s:
+        def work(s: Any) -> Any:
             asset = s.get(Asset, asset_id)
             assert asset is not None
             _, job = self._rows(s)
@@ -125,3 +135,5 @@ class BatchBook:
             f = files.attach(s, actor, asset, name, f"batch_{kind}")
             s.commit()
             return f.id
+
+        return self.ctx.transaction(work)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from sqlalchemy import select
 
@@ -34,7 +34,11 @@ from farm.storage import ObjectStore
 from kinds import JobSpec, get_kind
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from serve.registry import ModelRegistry
+
+T = TypeVar("T")
 
 
 class Cancelled(Exception):
@@ -109,6 +113,10 @@ class JobContext:
         """The batch row of a `batch.*` job."""
         return BatchBook(self, self._db, self._store)
 
+    def transaction(self, work: Callable[[Session], T]) -> T:
+        """One unit of work on the database that waits out a database restart (`Database.transaction`)."""
+        return self._db.transaction(work, wait_s=self._settings.db.outage_s)
+
     def connect_ray(self) -> None:
         connect_ray(self._settings.ray.address)
 
@@ -122,9 +130,9 @@ class JobContext:
         missing one: its bytes are never touched and its existence is not
         revealed. ``exclude`` drops project assets by name (a kind's own outputs).
         """
-        found: list[InputAsset] = []
-        rejected: list[tuple[int, str]] = []
-        with self._db.session() as s:
+        def read(s: Session) -> tuple[list[InputAsset], list[tuple[int, str]]]:
+            found: list[InputAsset] = []
+            rejected: list[tuple[int, str]] = []
             if project_id is not None:
                 project = s.get(Project, project_id)
                 if project is None or project.org_id != self.org_id:
@@ -144,7 +152,9 @@ class JobContext:
                     rejected.append((index, f"asset {asset_id} ({asset.name}) is not {article} {kind}: its content is {asset.content_type}"))
                 else:
                     found.append(InputAsset(index, asset.id, asset.name, asset.kind, asset.content_type, asset.size, asset.object_key))
-        return found, rejected
+            return found, rejected
+
+        return self.transaction(read)
 
     # -- outputs -------------------------------------------------------------------------------
 
@@ -155,20 +165,29 @@ class JobContext:
         is dropped and the existing asset recorded.
         """
         self._check_output(output)
-        with self._db.session() as s:
+
+        def record(s: Session) -> str:
             project, actor = self._owner(s)
             asset = assets.register(s, self._store, actor, project, stored, job_id=self.job_id).asset
             return self._record(s, item, output, asset.id)
+
+        return self.transaction(record)
 
     def save_output(self, item: int | None, output: str, name: str, data: bytes | BinaryIO) -> str:
         """Store bytes made on the driver as an asset filling ``output`` of ``item``; returns the asset id."""
         self._check_output(output)
         source = io.BytesIO(data) if isinstance(data, bytes) else data
-        with self._db.session() as s:
+        start = source.tell() if source.seekable() else None
+
+        def save(s: Session) -> str:
+            if start is not None:
+                source.seek(start)  # a retried transaction stores the bytes again from the start
             project, actor = self._owner(s)
             asset = assets.ingest(s, self._store, actor, project, name, source,
                                   limit=self._settings.storage.max_upload_bytes, job_id=self.job_id).asset
             return self._record(s, item, output, asset.id)
+
+        return self.transaction(save)
 
     def _check_output(self, output: str) -> None:
         """Refuse an output the kind does not declare before any bytes become an asset."""
@@ -191,24 +210,28 @@ class JobContext:
 
     def parts(self, item: int) -> dict[str, PartRecord]:
         """The pieces of ``item`` finished by this or an earlier attempt, by part name."""
-        with self._db.session() as s:
-            return {r.part: PartRecord(r.part, r.attempt, r.worker, r.object_key, dict(r.data)) for r in parts.parts_of(s, self.job_id, item)}
+        return self.transaction(lambda s: {r.part: PartRecord(r.part, r.attempt, r.worker, r.object_key, dict(r.data))
+                                   for r in parts.parts_of(s, self.job_id, item)})
 
     def record_part(self, item: int, part: str, *, stored: StoredFile | None = None, worker: str | None = None,
                     data: dict[str, Any] | None = None) -> PartRecord:
         """Record a finished piece of ``item`` (its object, if any, stays until `release_parts`)."""
-        with self._db.session() as s:
+        def record(s: Session) -> PartRecord:
             row = parts.record(s, self.job_id, item, part, attempt=self.attempt, worker=worker,
                                object_key=stored.object_key if stored else None, data=data)
             s.commit()
             return PartRecord(row.part, row.attempt, row.worker, row.object_key, dict(row.data))
 
+        return self.transaction(record)
+
     def release_parts(self, item: int, *, forget: bool = False) -> int:
         """Drop ``item``'s intermediate objects once it is assembled (``forget``: the records too, for a failed item)."""
-        with self._db.session() as s:
+        def release(s: Session) -> int:
             dropped = parts.release(s, self._store, self.job_id, item, forget=forget)
             s.commit()
             return dropped
+
+        return self.transaction(release)
 
     # -- items, progress, events, cancel ---------------------------------------------------
 
@@ -219,15 +242,16 @@ class JobContext:
 
     def done_items(self) -> set[int]:
         """Items an earlier attempt already finished (succeeded or failed)."""
-        with self._db.session() as s:
-            return recorded_items(s, self.job_id)
+        return self.transaction(lambda s: recorded_items(s, self.job_id))
 
     def set_total(self, total: int) -> None:
-        with self._db.session() as s:
+        def write(s: Session) -> None:
             job = self._job(s)
             job.total = total
             add_event(s, job.id, "progress", total=total, succeeded=job.succeeded, failed=job.failed)
             s.commit()
+
+        self.transaction(write)
 
     def item(self, index: int, ok: bool, error: str | None = None) -> None:
         self._pending.append((index, ok, error[:2000] if error else None))
@@ -237,7 +261,8 @@ class JobContext:
     def flush(self, **progress: Any) -> None:
         outcomes, self._pending = self._pending, []
         self._last_flush = time.monotonic()
-        with self._db.session() as s:
+
+        def write(s: Session) -> None:
             job = self._job(s)
             record_items(s, job, outcomes, self.attempt)
             add_event(s, job.id, "progress", total=job.total, succeeded=job.succeeded, failed=job.failed, **progress)
@@ -245,16 +270,19 @@ class JobContext:
                 self._cancel = True
             s.commit()
 
+        self.transaction(write)
+
     def event(self, type: str, **data: Any) -> None:
-        with self._db.session() as s:
+        def write(s: Session) -> None:
             add_event(s, self.job_id, type, **data)
             s.commit()
+
+        self.transaction(write)
 
     def check_cancel(self) -> None:
         """Cheap to call often: looks at the database at most twice a second."""
         if not self._cancel and time.monotonic() - self._last_cancel_check >= 0.5:
             self._last_cancel_check = time.monotonic()
-            with self._db.session() as s:
-                self._cancel = self._job(s).state == JobState.cancel_requested.value
+            self._cancel = self.transaction(lambda s: self._job(s).state == JobState.cancel_requested.value)
         if self._cancel:
             raise Cancelled()

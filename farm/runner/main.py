@@ -14,6 +14,8 @@ import signal
 import sys
 from types import FrameType
 
+from sqlalchemy.orm import Session
+
 import kinds
 from farm.db import Database, Job
 from farm.jobs.service import add_event, failed_items, recount, transition
@@ -29,29 +31,36 @@ def _sigterm(_sig: int, _frame: FrameType | None) -> None:
     raise Cancelled()  # Ray's stop_job sends SIGTERM first
 
 
-def settle(db: Database, ctx: JobContext, cancelled: bool) -> JobState:
-    with db.session() as s:
-        job = s.get(Job, ctx.job_id)
-        assert job is not None, ctx.job_id
-        recount(s, job)
-        state = JobState(job.state)
-        if state.terminal:
-            return state
-        if cancelled or state is JobState.cancel_requested:
-            target, error = JobState.cancelled, None
+def settle(ctx: JobContext, cancelled: bool) -> JobState:
+    return ctx.transaction(lambda s: _settle(s, ctx, cancelled))
+
+
+def _settle(s: Session, ctx: JobContext, cancelled: bool) -> JobState:
+    """Count the items and move the job to its final state (once: a settled job is left as it is)."""
+    job = s.get(Job, ctx.job_id)
+    assert job is not None, ctx.job_id
+    recount(s, job)
+    state = JobState(job.state)
+    if state.terminal:
+        return state
+    if cancelled or state is JobState.cancel_requested:
+        target, error = JobState.cancelled, None
+    else:
+        done = job.succeeded + job.failed
+        share = job.failed / done if done else 0.0
+        limit = ctx.spec.max_failed_fraction()
+        if job.failed and share > limit:
+            target, error = JobState.failed, f"{job.failed} of {done} items failed (more than {limit:.0%})"
         else:
-            done = job.succeeded + job.failed
-            share = job.failed / done if done else 0.0
-            limit = ctx.spec.max_failed_fraction()
-            if job.failed and share > limit:
-                target, error = JobState.failed, f"{job.failed} of {done} items failed (more than {limit:.0%})"
-            else:
-                target, error = JobState.succeeded, None
-        if job.failed:
-            add_event(s, job.id, "error", failed_items=failed_items(s, job.id))
-        transition(s, job, target, error=error)
-        s.commit()
-        return target
+            target, error = JobState.succeeded, None
+    failed = failed_items(s, job.id) if job.failed else []
+    if failed:
+        add_event(s, job.id, "error", failed_items=failed)
+        if error is not None:  # the first cause, so the job's own error says what went wrong
+            error += f"; item {failed[0]['index']}: {failed[0]['error']}"[:2000]
+    transition(s, job, target, error=error)
+    s.commit()
+    return target
 
 
 def main(job_id: str) -> int:
@@ -59,16 +68,22 @@ def main(job_id: str) -> int:
     settings = runner_settings()  # secrets from the node or the farm's 0600 file, never from the submission
     kinds.load(settings.extra_kinds)
     db = Database(settings.db.url)
-    with db.session() as s:
+
+    def claim(s: Session) -> Job | None:
         job = s.get(Job, job_id)
         if job is None or job.state not in (JobState.running.value, JobState.cancel_requested.value):
             log.warning("job %s is %s; nothing to run", job_id, job.state if job else "missing")
-            return 0
+            return None
         job.runner_pid = os.getpid()
         add_event(s, job.id, "runner", attempt=job.attempts, pid=os.getpid(), ray_job_id=job.ray_job_id)
         s.commit()
-        kind = kinds.get_kind(job.kind)
-        ctx = JobContext(job, kinds.parse_spec(job.kind, job.spec), settings=settings, db=db, store=open_store(settings))
+        return job
+
+    job = db.transaction(claim, wait_s=settings.db.outage_s)
+    if job is None:
+        return 0
+    kind = kinds.get_kind(job.kind)
+    ctx = JobContext(job, kinds.parse_spec(job.kind, job.spec), settings=settings, db=db, store=open_store(settings, ride_out_outages=True))
     signal.signal(signal.SIGTERM, _sigterm)
     log.info("job %s (%s) attempt %d starting", job_id, kind.name, ctx.attempt)
     cancelled = False
@@ -78,7 +93,7 @@ def main(job_id: str) -> int:
         cancelled = True
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # settle without interruption
         ctx.flush()
-    state = settle(db, ctx, cancelled)
+    state = settle(ctx, cancelled)
     log.info("job %s %s", job_id, state.value)
     return 0
 

@@ -63,7 +63,7 @@ class StoreObjects(ObjectHandle):
     @property
     def store(self) -> ObjectStore:
         if self._store is None:
-            self._store = open_store(self.settings)
+            self._store = open_store(self.settings, ride_out_outages=True)
         return self._store
 
     @property

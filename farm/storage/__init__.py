@@ -32,8 +32,14 @@ def __getattr__(name: str) -> object:
     raise AttributeError(name)
 
 
-def open_store(settings: Settings) -> ObjectStore:
-    """Build the configured backend; touches nothing remote (call ``ensure_ready`` at startup)."""
+def open_store(settings: Settings, *, ride_out_outages: bool = False) -> ObjectStore:
+    """Build the configured backend; touches nothing remote (call ``ensure_ready`` at startup).
+
+    ``ride_out_outages``: a remote store that cannot be reached is retried for
+    ``s3.outage_s`` before an operation fails (runners and their workers, whose
+    items would otherwise fail on a restart of the store). The API answers at
+    once instead.
+    """
     if settings.storage.backend == "local":
         return LocalStore(settings.storage.local_root, load_signing_key(settings.home), settings.base_url)
     if settings.storage.backend == "s3":
@@ -48,5 +54,6 @@ def open_store(settings: Settings) -> ObjectStore:
             region=s3.region,
             secure=s3.secure,
             part_size=s3.part_size,
+            outage_s=s3.outage_s if ride_out_outages else 0,
         )
     raise ValueError(f"unknown storage backend {settings.storage.backend!r}")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import certifi
 import urllib3
@@ -23,6 +25,9 @@ from farm.storage.base import (
     validate_key,
     validate_range,
 )
+
+log = logging.getLogger("farm.storage")
+T = TypeVar("T")
 
 MIN_PART_SIZE = 5 * 1024**2  # S3 rejects smaller multipart parts (all but the last)
 MISSING = {"NoSuchKey", "NoSuchBucket", "NoSuchObject"}
@@ -70,6 +75,7 @@ class S3Store(ObjectStore):
         part_size: int = 16 * 1024**2,
         *,
         parallel_uploads: int = 1,
+        outage_s: float = 0,
     ) -> None:
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes")
@@ -82,6 +88,29 @@ class S3Store(ObjectStore):
         # /readyz must answer in a couple of seconds even when the endpoint is a black hole.
         self._probe = Minio(endpoint, **creds, http_client=_pool(urllib3.Timeout(connect=1, read=2), False))
         self.region = region
+        self.endpoint, self.outage_s = endpoint, outage_s
+
+    def _call(self, key: str | None, op: Callable[[], T], *, missing_is_not_found: bool = True,
+              rewind: Callable[[], None] | None = None) -> T:
+        """``op`` with errors translated; an unreachable store is retried for ``outage_s`` (``rewind`` before each retry)."""
+        deadline = time.monotonic() + self.outage_s
+        delay = 0.2
+        while True:
+            try:
+                with _errors(key, missing_is_not_found=missing_is_not_found):
+                    return op()
+            except StorageError as exc:
+                cause = exc.__cause__
+                if not isinstance(cause, NETWORK_ERRORS) or isinstance(cause, S3Error) or self.outage_s <= 0:
+                    raise
+                if time.monotonic() + delay > deadline:
+                    raise StorageError(f"object store s3://{self.bucket} at {self.endpoint} unreachable for "
+                                       f"{self.outage_s:.0f} s: {cause}") from cause
+                log.warning("object store at %s unreachable, retrying in %.1f s: %s", self.endpoint, delay, cause)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                if rewind is not None:
+                    rewind()
 
     def ensure_ready(self) -> None:
         with _errors(None):
@@ -110,7 +139,9 @@ class S3Store(ObjectStore):
         validate_key(key)
         if length is not None and length < 0:
             raise ValueError("length must be non-negative")
-        with _errors(key, missing_is_not_found=False):
+        start = data.tell() if getattr(data, "seekable", lambda: False)() else None
+
+        def put() -> None:
             self._client.put_object(
                 self.bucket,
                 key,
@@ -120,6 +151,12 @@ class S3Store(ObjectStore):
                 part_size=self.part_size,
                 num_parallel_uploads=self.parallel_uploads,
             )
+
+        if start is None:  # a stream read once cannot be sent again
+            with _errors(key, missing_is_not_found=False):
+                put()
+        else:
+            self._call(key, put, missing_is_not_found=False, rewind=lambda: data.seek(start))
         return self.stat(key)
 
     def get(
@@ -131,8 +168,7 @@ class S3Store(ObjectStore):
             self.stat(key)
             return iter(())
         try:
-            with _errors(key):
-                response = self._client.get_object(self.bucket, key, offset=offset, length=length or 0)
+            response = self._call(key, lambda: self._client.get_object(self.bucket, key, offset=offset, length=length or 0))
         except StorageError as exc:
             if isinstance(exc.__cause__, S3Error) and exc.__cause__.code == "InvalidRange":
                 return iter(())  # offset at or past the end: nothing to read
@@ -141,8 +177,7 @@ class S3Store(ObjectStore):
 
     def stat(self, key: str) -> ObjectInfo:
         validate_key(key)
-        with _errors(key):
-            obj = self._client.stat_object(self.bucket, key)
+        obj = self._call(key, lambda: self._client.stat_object(self.bucket, key))
         return ObjectInfo(
             key=key,
             size=int(obj.size or 0),
@@ -154,8 +189,7 @@ class S3Store(ObjectStore):
     def delete(self, key: str) -> None:
         validate_key(key)
         try:
-            with _errors(key):
-                self._client.remove_object(self.bucket, key)
+            self._call(key, lambda: self._client.remove_object(self.bucket, key))
         except ObjectNotFound:
             pass
 
