@@ -14,7 +14,7 @@ from sqlalchemy.orm import load_only
 from farm.api.deps import ID_PATTERN, RuntimeDep, SessionDep, owned, well_formed
 from farm.api.pagination import Cursor, paginate_map
 from farm.api.routes.jobs import spec_context
-from farm.db.models import Asset, Job, JobEvent, Project
+from farm.db.models import Asset, Job, JobEvent, Project, WorkflowStep
 from farm.jobs.outputs import outputs_of
 from farm.jobs.service import IdempotencyConflict, NothingToRetry, failed_items, request_cancel, retry, submit
 from farm.jobs.states import IllegalTransition, JobState
@@ -128,7 +128,8 @@ def job_page(request: Request, job_id: str, user: UiUserDep, session: SessionDep
     assets = {a.id: a for a in session.scalars(select(Asset).where(Asset.org_id == job.org_id, Asset.id.in_(asset_ids)))} if asset_ids else {}
     results = [assets[i] for i in asset_ids if i in assets]
     project = session.get(Project, job.project_id)
-    return render(request, "job.html", job=job, live=live(job), events=events, results=results, project=project,
+    steps = list(session.scalars(select(WorkflowStep).where(WorkflowStep.run_id == job.id).order_by(WorkflowStep.position, WorkflowStep.step)))
+    return render(request, "job.html", job=job, live=live(job), events=events, results=results, project=project, steps=steps,
                   failed=failed_items(session, job.id, limit=100), last_seq=events[-1].seq if events else 0)
 
 

@@ -14,11 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, func, select, text
 
 from cluster.local import LocalRayHead
-from farm.accounts import issue_key
-from farm.db import Organization, Role
+from farm.accounts import create_org, issue_key
+from farm.api import create_app
+from farm.db import Database, Organization, Role
+from farm.db.models import UiSession
+from farm.settings import Settings
 from tests.farm.dispatch.conftest import JobFarm, make_settings, start_job_farm
 
 REPO = Path(__file__).resolve().parents[3]
@@ -100,3 +104,39 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     "-f", "lavfi", "-i", "sine=frequency=440:duration=1.2", "-c:v", "libx264", "-pix_fmt", "yuv420p",
                     "-g", "6", "-c:a", "aac", "-shortest", "-movflags", "+faststart", str(path)], check=True)
     return path
+
+
+class Site:
+    """A control plane without dispatcher on a fresh PostgreSQL database, for page tests that need no Ray."""
+
+    def __init__(self, db_url: str, home: Path, **ui: Any) -> None:
+        self.settings = Settings(home=home, db={"url": db_url}, storage={"backend": "local", "local_root": home / "objects"},
+                                 dispatch={"enabled": False}, webhooks={"enabled": False}, ui=ui)
+        self.db = Database(db_url)
+        self.app = create_app(self.settings, db=self.db)
+        self.keys: dict[str, str] = {}
+        self.key_ids: dict[str, str] = {}
+
+    def start(self) -> TestClient:
+        client = TestClient(self.app).__enter__()
+        with self.db.session() as s:
+            org = create_org(s, "studio")
+            self.org_id = org.id
+            for role in Role:
+                key, plaintext = issue_key(s, org.id, role.value, role)
+                self.keys[role.value], self.key_ids[role.value] = plaintext, key.id
+            s.commit()
+        return client
+
+    def sessions(self) -> int:
+        with self.db.session() as s:
+            return int(s.scalar(select(func.count()).select_from(UiSession)) or 0)
+
+
+@pytest.fixture
+def site(postgres_url: str, tmp_path: Path) -> Iterator[tuple[Site, TestClient]]:
+    site = Site(postgres_url, tmp_path)
+    client = site.start()
+    yield site, client
+    client.__exit__(None, None, None)
+    site.db.dispose()

@@ -2,54 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from farm.accounts import create_org, issue_key
-from farm.api import create_app
-from farm.db import Database, Role
 from farm.db.models import UiSession, utcnow
-from farm.settings import Settings
 from farm.ui import sessions
-
-
-class Site:
-    def __init__(self, db_url: str, home: Path, **ui: Any) -> None:
-        self.settings = Settings(home=home, db={"url": db_url}, storage={"backend": "local", "local_root": home / "objects"},
-                                 dispatch={"enabled": False}, webhooks={"enabled": False}, ui=ui)
-        self.db = Database(db_url)
-        self.app = create_app(self.settings, db=self.db)
-        self.keys: dict[str, str] = {}
-        self.key_ids: dict[str, str] = {}
-
-    def start(self) -> TestClient:
-        client = TestClient(self.app).__enter__()
-        with self.db.session() as s:
-            org = create_org(s, "studio")
-            for role in Role:
-                key, plaintext = issue_key(s, org.id, role.value, role)
-                self.keys[role.value], self.key_ids[role.value] = plaintext, key.id
-            s.commit()
-        return client
-
-    def sessions(self) -> int:
-        with self.db.session() as s:
-            return int(s.scalar(select(func.count()).select_from(UiSession)) or 0)
-
-
-@pytest.fixture
-def site(postgres_url: str, tmp_path: Path) -> Iterator[tuple[Site, TestClient]]:
-    site = Site(postgres_url, tmp_path)
-    client = site.start()
-    yield site, client
-    client.__exit__(None, None, None)
-    site.db.dispose()
+from tests.farm.ui.conftest import Site
 
 
 def sign_in(client: TestClient, key: str, **kw: Any) -> Any:
