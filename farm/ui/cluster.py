@@ -6,6 +6,7 @@ instead of failing. The dashboard itself is linked for logs and details.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,21 +51,31 @@ def read_cluster(dashboard_url: str | None) -> ClusterView:
         view.errors.append("No Ray dashboard is configured (FARM_RAY__DASHBOARD_URL).")
         return view
     base = dashboard_url.rstrip("/")
-    with httpx.Client(base_url=base, headers=auth_headers(), timeout=TIMEOUT_S) as client:
-        try:
-            view.nodes = _nodes(client.get("/api/v0/nodes", params={"detail": "1", "limit": "1000"}).raise_for_status().json())
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-            view.errors.append(f"Ray nodes could not be read from {base}: {_why(exc)}")
-        if view.nodes:
-            try:
-                _usage(view.nodes, client.get("/api/cluster_status").raise_for_status().json())
-            except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError):
-                pass  # totals still show; usage waits for the autoscaler's next report
-        try:
-            view.apps = _apps(client.get("/api/serve/applications/").raise_for_status().json())
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-            view.errors.append(f"Serve applications could not be read: {_why(exc)}")
+    with httpx.Client(base_url=base, headers=auth_headers(), timeout=TIMEOUT_S) as client, ThreadPoolExecutor(2) as pool:
+        nodes = pool.submit(_read_nodes, client, base)  # the two reads at once: a slow one does not wait for the other
+        apps = pool.submit(_read_apps, client)
+        (view.nodes, node_errors), (view.apps, app_errors) = nodes.result(), apps.result()
+    view.errors += node_errors + app_errors
     return view
+
+
+def _read_nodes(client: httpx.Client, base: str) -> tuple[list[NodeView], list[str]]:
+    try:
+        nodes = _nodes(client.get("/api/v0/nodes", params={"detail": "1", "limit": "1000"}).raise_for_status().json())
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        return [], [f"Ray nodes could not be read from {base}: {_why(exc)}"]
+    try:
+        _usage(nodes, client.get("/api/cluster_status").raise_for_status().json())
+    except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # totals still show; usage waits for the autoscaler's next report
+    return nodes, []
+
+
+def _read_apps(client: httpx.Client) -> tuple[list[AppView], list[str]]:
+    try:
+        return _apps(client.get("/api/serve/applications/").raise_for_status().json()), []
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        return [], [f"Serve applications could not be read: {_why(exc)}"]
 
 
 def _why(exc: Exception) -> str:

@@ -37,6 +37,9 @@ def signin(
     api_key: Annotated[str, Form(max_length=200)] = "",
     next: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        # another site posting a key of its own (login CSRF): the form has no session yet to carry a token
+        return render(request, "error.html", status=403, status_code=403, message="Sign in from this dashboard's own page.")
     client = request.client.host if request.client else "unknown"
     decision = limiter.check(client)
     if not decision.allowed:

@@ -21,6 +21,8 @@ def sign_in(client: TestClient, key: str, **kw: Any) -> Any:
 
 def test_a_session_reads_like_its_key_until_the_key_is_revoked_and_sign_out_ends_it(site: tuple[Site, TestClient]) -> None:
     s, client = site
+    cross_site = sign_in(client, s.keys["member"], headers={"Sec-Fetch-Site": "cross-site"})
+    assert cross_site.status_code == 403 and "set-cookie" not in cross_site.headers  # no login CSRF
     refused = sign_in(client, s.keys["member"] + "x")
     assert refused.status_code == 401 and "not valid" in refused.text and "set-cookie" not in refused.headers
 
