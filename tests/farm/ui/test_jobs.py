@@ -1,4 +1,5 @@
-"""The jobs pages without a browser: the filter form's "any", paging links, a workflow run's steps, live JSON."""
+"""The jobs pages without a browser: the filter form's "any", paging links, failed items, a workflow run's steps,
+live JSON; and the batches page, the OpenAI view of batch jobs."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ import re
 
 from fastapi.testclient import TestClient
 
-from farm.db.models import Job, Project, WorkflowStep
+from datetime import timedelta
+
+from farm.db.models import Asset, Batch, File, Job, JobItem, Project, WorkflowStep, utcnow
 from farm.ids import new_id
 from tests.farm.ui.conftest import Site
 
 
-def test_filters_pages_workflow_steps_and_live_states(site: tuple[Site, TestClient]) -> None:
+def test_jobs_and_batches_pages(site: tuple[Site, TestClient]) -> None:
     s, client = site
     assert client.post("/ui/signin", data={"api_key": s.keys["viewer"]}, follow_redirects=False).status_code == 303
     with s.db.session() as db:
@@ -27,9 +30,19 @@ def test_filters_pages_workflow_steps_and_live_states(site: tuple[Site, TestClie
         run = Job(id=new_id("job"), org_id=s.org_id, project_id=project.id, kind="workflow", state="running", total=2)
         db.add(run)
         db.flush()
+        db.add_all([JobItem(job_id=ids[0], idx=i, ok=False, error=f"item {i}: <script>decode failed</script>") for i in range(3)])
         db.add_all([WorkflowStep(run_id=run.id, step="shots", position=0, state="succeeded", attempts=1, job_ids=[ids[0]]),
                     WorkflowStep(run_id=run.id, step="restyle", position=1, state="running", attempts=2, job_ids=[ids[1], ids[2]],
                                  reason="retrying after <b>node lost</b>")])
+        asset = Asset(id=new_id("asset"), org_id=s.org_id, project_id=project.id, name="requests.jsonl", kind="text",
+                      content_type="application/jsonl", size=10, sha256="0" * 64, object_key="k")
+        db.add(asset)
+        db.flush()
+        files = [File(id=new_id("file"), org_id=s.org_id, project_id=project.id, asset_id=asset.id, filename=name, purpose="batch", bytes=10)
+                 for name in ("requests.jsonl", "output.jsonl")]
+        db.add_all(files)
+        db.add(Batch(id=new_id("batch"), org_id=s.org_id, job_id=ids[1], input_file_id=files[0].id, output_file_id=files[1].id,
+                     endpoint="/v1/chat/completions", completion_window="24h", phase="finalizing", expires_at=utcnow() + timedelta(hours=24)))
         db.commit()
 
     any_ = client.get("/ui/jobs", params={"state": "", "kind": "", "project_id": ""})  # what the filter form sends for "any"
@@ -50,6 +63,16 @@ def test_filters_pages_workflow_steps_and_live_states(site: tuple[Site, TestClie
     steps = re.findall(r"<tr><td>(\w+)</td><td class=\"state state-\w+\">(\w+)</td><td>(\d+)</td>", page)
     assert steps == [("shots", "succeeded", "1"), ("restyle", "running", "2")]
     assert f'href="/ui/jobs/{ids[2]}"' in page and "retrying after &lt;b&gt;node lost&lt;/b&gt;" in page
+
+    failed_page = client.get(f"/ui/jobs/{ids[0]}").text
+    messages = re.findall(r"<tr><td>(\d+)</td><td>([^<]*)</td></tr>", failed_page)
+    assert messages == [(str(i), f"item {i}: &lt;script&gt;decode failed&lt;/script&gt;") for i in range(3)]
+
+    batches = client.get("/ui/batches").text
+    row = re.search(r"<tr><td><code>batch_[0-9a-f]+</code></td>(.*?)</tr>", batches, re.S)
+    assert row and "/v1/chat/completions" in row[1] and "completed" in row[1]  # its job succeeded
+    assert "4 / 0 / 4" in row[1]  # requests done / failed / total
+    assert row[1].count(f'href="/v1/assets/{asset.id}/content"') == 2 and "requests.jsonl" in row[1] and "output.jsonl" in row[1]
 
     live = client.get("/ui/jobs/live.json", params={"ids": f"{run.id},{ids[0]},not-an-id"}).json()
     assert live == {run.id: {"state": "running", "total": 2, "succeeded": 0, "failed": 0, "terminal": False},
