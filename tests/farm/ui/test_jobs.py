@@ -1,5 +1,5 @@
 """The jobs pages without a browser: the filter form's "any", paging links, failed items, a workflow run's steps,
-live JSON; and the batches page, the OpenAI view of batch jobs."""
+live JSON; the batches page, the OpenAI view of batch jobs; the usage charts' numbers per UTC day."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from datetime import timedelta
 
-from farm.db.models import Asset, Batch, File, Job, JobItem, Project, WorkflowStep, utcnow
+from farm.db.models import Asset, Batch, File, Job, JobItem, Project, UsageRecord, WorkflowStep, utcnow
 from farm.ids import new_id
 from tests.farm.ui.conftest import Site
 
@@ -43,6 +43,9 @@ def test_jobs_and_batches_pages(site: tuple[Site, TestClient]) -> None:
         db.add_all(files)
         db.add(Batch(id=new_id("batch"), org_id=s.org_id, job_id=ids[1], input_file_id=files[0].id, output_file_id=files[1].id,
                      endpoint="/v1/chat/completions", completion_window="24h", phase="finalizing", expires_at=utcnow() + timedelta(hours=24)))
+        db.add_all([UsageRecord(org_id=s.org_id, project_id=project.id, key_id=s.key_ids["member"], endpoint="chat", model="tiny-llm",
+                                prompt_tokens=1200, completion_tokens=300, replica_seconds=2.5, created_at=utcnow() - timedelta(days=d))
+                    for d in (0, 1, 1)])
         db.commit()
 
     any_ = client.get("/ui/jobs", params={"state": "", "kind": "", "project_id": ""})  # what the filter form sends for "any"
@@ -73,6 +76,13 @@ def test_jobs_and_batches_pages(site: tuple[Site, TestClient]) -> None:
     assert row and "/v1/chat/completions" in row[1] and "completed" in row[1]  # its job succeeded
     assert "4 / 0 / 4" in row[1]  # requests done / failed / total
     assert row[1].count(f'href="/v1/assets/{asset.id}/content"') == 2 and "requests.jsonl" in row[1] and "output.jsonl" in row[1]
+
+    usage = client.get("/ui/usage", params={"days": 7}).text
+    tokens_by_project = usage.split("Tokens per day by project", 1)[1].split("</section>", 1)[0]
+    assert "<li>" in tokens_by_project and "trailer" in tokens_by_project  # the project by name in the legend
+    cells = re.findall(r"<td>([\d.]+)</td>", tokens_by_project)
+    assert [float(c) for c in cells] == [0.0] * 5 + [3000.0, 1500.0]  # 2 records yesterday, 1 today, per UTC day
+    assert "member" in usage.split("Tokens per day by key", 1)[1].split("</section>", 1)[0]
 
     live = client.get("/ui/jobs/live.json", params={"ids": f"{run.id},{ids[0]},not-an-id"}).json()
     assert live == {run.id: {"state": "running", "total": 2, "succeeded": 0, "failed": 0, "terminal": False},
