@@ -36,11 +36,15 @@
       state.textContent = ev.state;
       state.className = "state state-" + ev.state;
       counts(ev.counts);
-      if (["succeeded", "failed", "cancelled"].includes(ev.state)) source.close();
+      if (["succeeded", "failed", "cancelled"].includes(ev.state)) {
+        source.close();
+        const cancel = document.getElementById("cancel-form");
+        if (cancel) cancel.hidden = true; // nothing left to cancel; a reload offers retry
+      }
     }
   }
-  for (const type of ["state", "progress", "error", "runner", "message"]) source.addEventListener(type, handle);
-  source.onerror = function () {
-    if (source.readyState === EventSource.CLOSED) return;
-  };
+  // EventSource delivers named events only to listeners of that name: every type the farm writes
+  for (const type of ["state", "progress", "error", "runner", "batch", "part", "step", "timings", "message"]) {
+    source.addEventListener(type, handle);
+  }
 })();

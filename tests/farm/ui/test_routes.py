@@ -108,6 +108,7 @@ def test_submit_from_the_page_watch_progress_live_then_cancel(admin: Session, da
     page.click("#cancel-form button")
     page.wait_for_url(f"**/ui/jobs/{job_id}")
     page.wait_for_function("document.getElementById('job-state').textContent === 'cancelled'", timeout=60_000)
+    assert page.locator("#cancel-form").is_hidden()
     assert dashboard.jf.job(job_id)["state"] == "cancelled"
     page.reload()
     assert page.locator("#cancel-form").count() == 0 and page.locator("#retry-form").count() == 1
