@@ -76,7 +76,7 @@ def test_submit_from_the_page_watch_progress_live_then_cancel(admin: Session, da
     page = admin.page
     admin.check("jobs-empty")
     page.select_option("#s-kind", "debug.sleep")
-    page.fill("#s-spec", '{"items": 60, "delay_s": 0.25}')
+    page.fill("#s-spec", '{"items": 200, "delay_s": 0.25}')  # 50 s of work: it is cancelled long before
     page.click("#submit-job button[type=submit]")
     page.wait_for_url(re.compile(r".*/ui/jobs/job_[0-9a-f]+$"))
     job_id = page.url.rsplit("/", 1)[1]
