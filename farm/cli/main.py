@@ -131,6 +131,7 @@ def up(
     elif settings.serve.url:
         console.print(f"Serve:         {settings.serve.url}")
     console.print(f"Control plane: {settings.base_url}  (docs {settings.base_url}/docs, OpenAI API {settings.base_url}/v1)")
+    console.print(f"Dashboard:     {settings.base_url}/ui  (sign in with an API key)")
     console.print("Ctrl-C stops the farm.")
     try:
         farm.server().run()
