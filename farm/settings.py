@@ -188,6 +188,11 @@ class WebhookSettings(BaseModel):
 class BatchSettings(BaseModel):
     max_lines: int = Field(default=50_000, ge=1, description="Most requests in one batch input file")
     max_bytes: int = Field(default=200 * 1024 * 1024, ge=1, description="Largest batch input file")
+    completion_window_s: float = Field(
+        default=24 * 3600, gt=0,
+        description="How long a batch's completion window (`24h`, the only one the API accepts, as OpenAI's) lasts on this "
+        "farm; the dispatcher expires batches past it. Applies to unfinished batches too: lowering it shortens theirs",
+    )
 
 
 class UiSettings(BaseModel):

@@ -117,7 +117,8 @@ class BatchRun:
 
     def finalize(self) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # finish writing the files even while being stopped
-        self.ctx.batch.set_phase("finalizing")
+        if not self.ctx.batch.begin_finalizing():
+            return  # past its completion window: the control plane writes the files (farm.batches.expiry)
         seen: set[str] = set()
         file_ids: dict[str, str | None] = {}
         for kind in ("output", "error"):
@@ -153,6 +154,7 @@ def run_batch(ctx: JobContext, models: set[str], execute: Callable[[BatchRun, Pa
         ctx.batch.set_phase("in_progress")
         try:
             if runnable:
+                ctx.check_cancel()  # stopped while validating (cancelled, or past its window): start no engine
                 execute(run, requests)
         except Cancelled:
             run.finalize()

@@ -14,5 +14,8 @@ def on_transition(session: Session, job: Job) -> None:
     if job.state == JobState.running.value:
         return  # while running, the runner publishes its phases (in_progress, finalizing) itself
     batch = session.scalars(select(Batch).where(Batch.job_id == job.id)).first()
-    if batch is not None:  # None at submit: the batch row is added right after its job
-        publish_batch(session, batch, job)
+    if batch is None:  # at submit: the batch row is added right after its job
+        return
+    if batch.expired_at is not None:
+        return  # past its window the job is only being stopped; expiry publishes batch.expired once its files exist
+    publish_batch(session, batch, job)

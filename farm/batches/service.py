@@ -19,7 +19,8 @@ ENDPOINT_KINDS = {
     "/v1/completions": "batch.chat",
     "/v1/images/generations": "batch.images",
 }
-WINDOWS = {"24h": timedelta(hours=24)}
+#: The windows a client may ask for; how long ``24h`` lasts is the farm's ``batch.completion_window_s``.
+WINDOWS = ("24h",)
 
 
 class BatchRequestError(ValueError):
@@ -52,7 +53,7 @@ def create(
     batch = Batch(
         id=batch_id, org_id=principal.org_id, job_id=job.id, input_file_id=input_file.id, endpoint=endpoint,
         completion_window=completion_window, batch_metadata=dict(metadata or {}),
-        expires_at=job.created_at + WINDOWS[completion_window],
+        expires_at=job.created_at + timedelta(seconds=limits.completion_window_s),
     )
     session.add(batch)
     session.flush()

@@ -2,7 +2,9 @@
 
 queued → validating; running → validating | in_progress | finalizing (the
 runner's phase); cancel_requested → cancelling; succeeded → completed;
-failed → failed (or expired, past the completion window); cancelled → cancelled.
+failed → failed; cancelled → cancelled. A batch past its completion window
+(``expired_at`` set, `farm.batches.expiry`) is finalizing while its job
+stops and its files are written, then expired (phase ``expired``).
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ from __future__ import annotations
 from farm.db.models import Batch, Job
 from farm.jobs.states import JobState
 
-EXPIRED = "the batch did not finish within its completion window"
+EXPIRED_PHASE = "expired"
 
 
 def batch_status(batch: Batch, job: Job) -> str:
+    if batch.expired_at is not None:
+        return "expired" if batch.phase == EXPIRED_PHASE else "finalizing"
     state = JobState(job.state)
     if state is JobState.queued:
         return "validating"
@@ -25,4 +29,4 @@ def batch_status(batch: Batch, job: Job) -> str:
         return "completed"
     if state is JobState.cancelled:
         return "cancelled"
-    return "expired" if job.error == EXPIRED else "failed"
+    return "failed"

@@ -294,6 +294,8 @@ class Batch(Base):
     in_progress_at: Mapped[datetime | None] = mapped_column(default=None)
     finalizing_at: Mapped[datetime | None] = mapped_column(default=None)
     expires_at: Mapped[datetime] = mapped_column()
+    # set when the completion window passed unfinished; phase "expired" once its files are written
+    expired_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Webhook(Base):

@@ -1,4 +1,4 @@
-"""The dispatcher loop: lease → reconcile running jobs with Ray → plan GPUs → start queued ones → ask for GPUs → sweep ended jobs' parts.
+"""The dispatcher loop: lease → reconcile running jobs with Ray → expire batches past their window → plan GPUs → start queued ones → ask for GPUs → sweep ended jobs' parts.
 
 All state is in the database, so any control-plane process can take over:
 a restarted process re-attaches to running jobs through their Ray job ids.
@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from farm.batches import expiry
 from farm.db import Database, Job, JobEvent, JobPart
 from farm.db.models import utcnow
 from farm.dispatch import lease
@@ -87,6 +88,7 @@ class Dispatcher:
         if not self.is_leader:
             return
         self.reconcile()
+        self.expire_batches()
         workflows.advance_all(self.db, self.settings)  # runs never go to Ray: their steps become jobs here
         gpus = self.gpu_plan()
         self.start_queued(gpus)
@@ -130,6 +132,15 @@ class Dispatcher:
             what = "vanished from Ray" if status is None else f"ended {status.value.lower()} before finishing"
             self._requeue_or_fail(s, job, f"runner {what}" + (f": {message}" if message else ""))
         s.commit()
+
+    def expire_batches(self) -> None:
+        """Batches past their completion window stop and end `expired`, their results kept (`farm.batches.expiry`)."""
+        def store() -> ObjectStore:
+            if self._store is None:
+                self._store = open_store(self.settings)
+            return self._store
+
+        expiry.enforce(self.db.session, store, self.settings.batch.completion_window_s, self.settings.storage.max_upload_bytes)
 
     def sweep_parts(self) -> None:
         """Intermediate objects of jobs that ended failed or cancelled (by a runner, this loop or the API) go."""

@@ -80,6 +80,19 @@ class BatchErrorLine(BaseModel):
     error: BatchLineError
 
 
+class BatchExpiredLine(BaseModel):
+    """A line of the error file for a request the completion window left unrun: no response at all."""
+
+    id: str = Field(default_factory=_line_id)
+    custom_id: str
+    response: None = None
+    error: BatchLineError
+
+
+EXPIRED_CODE = "batch_expired"
+EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
+
+
 def output_line(custom_id: str, body: dict[str, Any]) -> str:
     """The output file's JSON line for ``custom_id``'s answer ``body``."""
     return BatchOutputLine(custom_id=custom_id, response=BatchResponse(body=body)).model_dump_json()
@@ -90,3 +103,8 @@ def error_line(custom_id: str | None, code: str, message: str, status: int = 400
     error = OpenAIErrorBody(message=message, type=error_type(status), param=param, code=code)
     response = BatchErrorResponse(status_code=status, body=OpenAIErrorResponse(error=error))
     return BatchErrorLine(custom_id=custom_id, response=response, error=BatchLineError(code=code, message=message)).model_dump_json()
+
+
+def expired_line(custom_id: str) -> str:
+    """The error file's JSON line for ``custom_id`` when the batch expired before it ran (OpenAI's ``batch_expired``)."""
+    return BatchExpiredLine(custom_id=custom_id, error=BatchLineError(code=EXPIRED_CODE, message=EXPIRED_MESSAGE)).model_dump_json()

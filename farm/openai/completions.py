@@ -37,6 +37,7 @@ class _Generation(BaseModel):
     n: int = Field(default=1, ge=1, le=16)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
+    stop: str | list[str] | None = Field(default=None, description="Where generation stops (not included in the answer)")
 
     @property
     def wants_usage_chunk(self) -> bool:

@@ -89,6 +89,32 @@ class BatchBook:
         self.ctx.transaction(work)
         self.ctx.event("batch", phase=phase)
 
+    def begin_finalizing(self) -> bool:
+        """Enter the finalizing phase, unless the completion window passed first (then `farm.batches.expiry` writes the files).
+
+        The batch row is locked, so the dispatcher either sees this runner
+        finalizing and lets it finish, or has marked the batch and this refuses.
+        """
+        def work(s: Any) -> bool:
+            batch = s.get(Batch, self.batch_id, with_for_update=True)
+            job = s.get(Job, self.ctx.job_id)
+            assert batch is not None and job is not None, "batch row missing"
+            if batch.expired_at is not None:
+                return False
+            before = batch_status(batch, job)
+            if batch.phase != "finalizing":
+                batch.finalizing_at = utcnow()
+            batch.phase = "finalizing"
+            if batch_status(batch, job) != before:
+                publish_batch(s, batch, job)
+            s.commit()
+            return True
+
+        if not self.ctx.transaction(work):
+            return False
+        self.ctx.event("batch", phase="finalizing")
+        return True
+
     def set_errors(self, errors: list[dict[str, Any]]) -> None:
         """The batch's validation errors, as ``GET /v1/batches/{id}`` shows them."""
         def work(s: Any) -> Any:

@@ -28,7 +28,7 @@ def batch_object(batch: Batch, job: Job, cancelling_at: datetime | None = None) 
         finalizing_at=_ts(batch.finalizing_at),
         completed_at=_ts(end) if status == "completed" else None,
         failed_at=_ts(end) if status == "failed" else None,
-        expired_at=_ts(end) if status == "expired" else None,
+        expired_at=_ts(batch.expired_at) if status == "expired" else None,
         cancelling_at=_ts(cancelling_at), cancelled_at=_ts(end) if status == "cancelled" else None,
         request_counts=RequestCounts(total=job.total, completed=job.succeeded, failed=job.failed),
         metadata=batch.batch_metadata or None, job_id=job.id,
