@@ -127,7 +127,7 @@ def _attempt_failed(s: Session, run: Job, plan: Plan, row: WorkflowStep, reason:
         row.state, row.not_before = PENDING, now + timedelta(seconds=wait)
         row.reason = f"attempt {row.attempts} of {policy.max_attempts}: {reason}; next attempt after {wait:.1f} s"
         add_event(s, run.id, "step", step=row.step, state=PENDING, attempt=row.attempts, reason=reason,
-                  not_before=row.not_before.isoformat())
+                  backoff_s=round(wait, 3), not_before=row.not_before.isoformat())
     else:
         _finish(s, run, row, FAILED, reason if policy.max_attempts == 1 else f"{reason} (after {row.attempts} attempts)")
 

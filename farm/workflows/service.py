@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from farm import audit
 from farm.accounts import Principal
-from farm.db.models import Job, JobItem, Project, Workflow, WorkflowStep
+from farm.db.models import Job, JobEvent, JobItem, Project, Workflow, WorkflowStep
 from farm.ids import new_id
 from farm.jobs.service import NothingToRetry, recount, request_cancel, submit, transition
 from farm.jobs.states import TERMINAL, JobState
@@ -86,9 +86,15 @@ def steps_of(session: Session, run_id: str) -> list[WorkflowStep]:
 
 
 def run_view(session: Session, run: Job) -> dict[str, Any]:
-    """Every step's state, attempts, child jobs, outputs and backoff, with its current child's progress."""
+    """Every step's state, attempts, child jobs, outputs and backoff (each retry's wait, from the run's events), with its current child's progress."""
     plan = validate(load(run.spec["definition"]))
     defn = plan.definition
+    retries: dict[str, list[dict[str, Any]]] = {}
+    for ev in session.scalars(select(JobEvent).where(JobEvent.job_id == run.id, JobEvent.type == "step").order_by(JobEvent.seq)):
+        if ev.data.get("state") == PENDING and ev.data.get("not_before"):
+            retries.setdefault(ev.data["step"], []).append(
+                {"after_attempt": ev.data.get("attempt"), "failed_at": ev.created_at, "backoff_s": ev.data.get("backoff_s"),
+                 "not_before": ev.data["not_before"], "reason": ev.data.get("reason")})
     steps = []
     for row in steps_of(session, run.id):
         child = session.get(Job, row.job_ids[-1]) if row.job_ids else None
@@ -97,7 +103,7 @@ def run_view(session: Session, run: Job) -> dict[str, Any]:
             "job_ids": list(row.job_ids), "job_id": child.id if child else None,
             "job_state": child.state if child else None,
             "counts": {"total": child.total, "succeeded": child.succeeded, "failed": child.failed} if child else None,
-            "outputs": dict(row.outputs), "not_before": row.not_before, "reason": row.reason,
+            "outputs": dict(row.outputs), "not_before": row.not_before, "reason": row.reason, "retries": retries.get(row.step, []),
             "depends_on": plan.waits_on(row.step),
             "started_at": row.started_at, "finished_at": row.finished_at,
         })

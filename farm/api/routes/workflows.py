@@ -59,6 +59,14 @@ class AdHocRunCreate(RunCreate):
     definition: Definition
 
 
+class RetryPublic(BaseModel):
+    after_attempt: int = Field(description="The attempt that failed")
+    failed_at: datetime
+    backoff_s: float | None = Field(description="The wait drawn: min(cap, base·2^(n-1)) ± jitter")
+    not_before: datetime = Field(description="The next attempt started no earlier: the backoff")
+    reason: str | None
+
+
 class StepPublic(BaseModel):
     id: str
     kind: str
@@ -70,6 +78,7 @@ class StepPublic(BaseModel):
     counts: dict[str, int] | None = Field(description="The current child job's items: total, succeeded, failed")
     outputs: dict[str, list[str]] = Field(description="The step's outputs by name: asset ids in item order")
     not_before: datetime | None = Field(description="A retried step waits for its backoff until then")
+    retries: list[RetryPublic] = Field(description="Every failed attempt that was retried: when, why, and the backoff")
     reason: str | None
     depends_on: list[str]
     started_at: datetime | None

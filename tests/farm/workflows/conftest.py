@@ -36,7 +36,7 @@ BRANCHES = {"name": "branches", "params": {"notify": {"type": "boolean", "defaul
     {"id": "optional", "kind": "debug.sleep", "spec": FAILING, "continue_on_failure": True},
     {"id": "needs_optional", "kind": "debug.sleep", "spec": QUICK, "depends_on": ["optional"]},
 ]}
-KILLED = {"name": "killed", "steps": [{"id": "long", "kind": "debug.sleep", "spec": {"items": 6, "delay_s": 1}}]}
+KILLED = {"name": "killed", "steps": [{"id": "long", "kind": "debug.sleep", "spec": {"items": 20, "delay_s": 1}}]}
 TIMEOUT = {"name": "timeout", "steps": [
     {"id": "sleepy", "kind": "debug.sleep", "spec": {"items": 1, "delay_s": 60}, "timeout_s": 10},
     {"id": "never", "kind": "debug.sleep", "spec": QUICK, "depends_on": ["sleepy"]},

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -24,10 +24,15 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def ray_status(jf: JobFarm, job_id: str) -> str:
+def ray_job_ended(jf: JobFarm, job_id: str, within_s: float = 60) -> str:
+    """The Ray job's final status, once it has one (a runner that settled its job exits moments later)."""
     with jf.farm.db.session() as s:
         ray_job_id = s.get(Job, job_id).ray_job_id
-    return job_client(jf.settings.ray.dashboard_url or "").get_job_status(ray_job_id).value
+    client = job_client(jf.settings.ray.dashboard_url or "")
+    deadline = time.monotonic() + within_s
+    while (status := client.get_job_status(ray_job_id).value) in ("PENDING", "RUNNING") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return str(status)
 
 
 def events_of(jf: JobFarm, run_id: str) -> list[str]:
@@ -36,23 +41,66 @@ def events_of(jf: JobFarm, run_id: str) -> list[str]:
         return [d.event_type for d in rows if d.payload["data"]["id"] == run_id]
 
 
+def test_a_killed_runner_is_the_dispatchers_retry_not_the_steps(wf_farm: JobFarm, runs: dict[str, Any]) -> None:
+    jf, run_id = wf_farm, runs["killed"]["id"]
+    v = wait_run(jf, run_id, lambda v: (steps(v)["long"]["counts"] or {}).get("succeeded", 0) >= 1)
+    child_id = steps(v)["long"]["job_id"]
+    with jf.farm.db.session() as s:
+        pid = s.get(Job, child_id).runner_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    done = wait_run(jf, run_id)
+    long = steps(done)["long"]
+    assert done["state"] == "succeeded" and long["state"] == "succeeded"
+    assert long["attempts"] == 1 and long["job_ids"] == [child_id]  # the same child job, started again by the dispatcher
+    assert jf.job(child_id)["attempts"] == 2 and long["counts"] == {"total": 20, "succeeded": 20, "failed": 0}
+
+
+def test_cancelling_a_run_mid_step_cancels_its_job_and_skips_the_rest(wf_farm: JobFarm, runs: dict[str, Any]) -> None:
+    jf, run_id = wf_farm, runs["cancel"]["id"]
+    wait_run(jf, run_id, lambda v: (steps(v)["long"]["counts"] or {}).get("succeeded", 0) >= 2)
+    r = jf.clients["a"].post(f"/v1/workflow-runs/{run_id}/cancel")
+    assert r.status_code == 200 and r.json()["state"] == "cancel_requested", r.text
+    done = wait_run(jf, run_id)
+    s = steps(done)
+    assert done["state"] == "cancelled"
+    assert s["long"]["state"] == "cancelled" and s["next"]["state"] == "skipped"
+    child = jf.job(s["long"]["job_id"])
+    assert child["state"] == "cancelled" and 2 <= child["counts"]["succeeded"] < 120
+    assert ray_job_ended(jf, child["id"]) in ("STOPPED", "SUCCEEDED", "FAILED")
+    assert jf.clients["a"].post(f"/v1/workflow-runs/{run_id}/cancel").status_code == 409
+    assert events_of(jf, run_id)[-1] == "workflow.cancelled"
+
+
+def test_a_step_past_its_timeout_is_stopped_on_ray_and_fails(wf_farm: JobFarm, runs: dict[str, Any]) -> None:
+    jf, run_id = wf_farm, runs["timeout"]["id"]
+    done = wait_run(jf, run_id)
+    s = steps(done)
+    assert done["state"] == "failed" and s["never"]["state"] == "skipped"
+    assert s["sleepy"]["state"] == "failed" and s["sleepy"]["reason"].startswith("timed out after 10 s (job ")
+    child = jf.job(s["sleepy"]["job_id"])
+    assert child["state"] == "cancelled"
+    ran = (at(child["finished_at"]) - at(child["started_at"])).total_seconds()
+    assert 10 <= ran < 10 + CANCEL_GRACE_S + 20, ran  # stopped after its timeout and the grace period, not after the 60 s it asked for
+    assert ray_job_ended(jf, child["id"]) in ("STOPPED", "FAILED", "SUCCEEDED")
+
+
 def test_a_failing_step_backs_off_retries_then_fails_the_run_and_a_retry_reruns_only_what_failed(
         wf_farm: JobFarm, runs: dict[str, Any]) -> None:
     jf, run_id = wf_farm, runs["retry"]["id"]
-    waiting = wait_run(jf, run_id, lambda v: steps(v)["flaky"]["state"] == "pending" and steps(v)["flaky"]["not_before"] is not None)
-    flaky = steps(waiting)["flaky"]
-    assert flaky["attempts"] == 1 and len(flaky["job_ids"]) == 1
-    assert "item 0 failed" in flaky["reason"] and flaky["reason"].endswith("next attempt after 3.0 s")
-
     done = wait_run(jf, run_id)
     s = steps(done)
+    (backoff,) = s["flaky"]["retries"]  # the first attempt failed, the second waited 3 s (no jitter)
+    assert backoff["after_attempt"] == 1 and "item 0 failed" in backoff["reason"]
+    assert backoff["backoff_s"] == 3.0 and at(backoff["not_before"]) > at(backoff["failed_at"]) - timedelta(seconds=1)
     assert done["state"] == "failed" and done["error"].startswith("step 'flaky' failed: job ")
     assert s["ok"]["state"] == "succeeded" and s["flaky"]["state"] == "failed" and s["after"]["state"] == "skipped"
-    assert s["flaky"]["attempts"] == 2 and s["flaky"]["job_ids"][0] == flaky["job_ids"][0] and len(s["flaky"]["job_ids"]) == 2
-    assert s["flaky"]["reason"].endswith("(after 2 attempts)") and s["after"]["reason"] == "step 'flaky' failed, not succeeded"
+    assert s["flaky"]["attempts"] == 2 and len(s["flaky"]["job_ids"]) == 2
+    assert s["flaky"]["reason"].endswith("(after 2 attempts)") and s["after"]["reason"] == "the run failed: step 'flaky' failed"
     assert s["after"]["job_ids"] == []
-    second = jf.job(s["flaky"]["job_ids"][1])
-    assert at(second["created_at"]) >= at(flaky["not_before"])  # the next attempt waited for its backoff
+    first, second = (jf.job(j) for j in s["flaky"]["job_ids"])
+    assert first["state"] == second["state"] == "failed"
+    assert at(second["created_at"]) >= at(backoff["not_before"]) > at(first["finished_at"])  # the next attempt waited for its backoff
     with jf.farm.db.session() as db:
         children = {j.id: j.parent_id for j in db.scalars(select(Job).where(Job.parent_id == run_id))}
     assert set(children) == {*s["ok"]["job_ids"], *s["flaky"]["job_ids"]}
@@ -64,6 +112,7 @@ def test_a_failing_step_backs_off_retries_then_fails_the_run_and_a_retry_reruns_
     r = steps(redone)
     assert r["ok"]["job_ids"] == s["ok"]["job_ids"] and r["ok"]["outputs"] == s["ok"]["outputs"]  # kept, not re-run
     assert r["flaky"]["job_ids"][:2] == s["flaky"]["job_ids"] and r["flaky"]["attempts"] == 2  # two new child jobs
+    assert [b["after_attempt"] for b in r["flaky"]["retries"]] == [1, 1]  # one backoff in each round
     assert r["after"]["state"] == "skipped"
     assert events_of(jf, run_id) == ["workflow.started", "workflow.failed", "workflow.started", "workflow.failed"]
 
@@ -85,50 +134,6 @@ def test_conditions_and_continue_on_failure(wf_farm: JobFarm, runs: dict[str, An
                                  headers={"Idempotency-Key": "branches-1"})
     assert other.status_code == 409, other.text
     assert events_of(jf, run["id"]) == ["workflow.started", "workflow.succeeded"]
-
-
-def test_a_killed_runner_is_the_dispatchers_retry_not_the_steps(wf_farm: JobFarm, runs: dict[str, Any]) -> None:
-    jf, run_id = wf_farm, runs["killed"]["id"]
-    v = wait_run(jf, run_id, lambda v: (steps(v)["long"]["counts"] or {}).get("succeeded", 0) >= 1)
-    child_id = steps(v)["long"]["job_id"]
-    with jf.farm.db.session() as s:
-        pid = s.get(Job, child_id).runner_pid
-    assert pid is not None
-    os.kill(pid, signal.SIGKILL)
-    done = wait_run(jf, run_id)
-    long = steps(done)["long"]
-    assert done["state"] == "succeeded" and long["state"] == "succeeded"
-    assert long["attempts"] == 1 and long["job_ids"] == [child_id]  # the same child job, started again by the dispatcher
-    assert jf.job(child_id)["attempts"] == 2 and long["counts"] == {"total": 6, "succeeded": 6, "failed": 0}
-
-
-def test_a_step_past_its_timeout_is_stopped_on_ray_and_fails(wf_farm: JobFarm, runs: dict[str, Any]) -> None:
-    jf, run_id = wf_farm, runs["timeout"]["id"]
-    done = wait_run(jf, run_id)
-    s = steps(done)
-    assert done["state"] == "failed" and s["never"]["state"] == "skipped"
-    assert s["sleepy"]["state"] == "failed" and s["sleepy"]["reason"].startswith("timed out after 10 s (job ")
-    child = jf.job(s["sleepy"]["job_id"])
-    assert child["state"] == "cancelled"
-    ran = (at(child["finished_at"]) - at(child["started_at"])).total_seconds()
-    assert 10 <= ran < 10 + CANCEL_GRACE_S + 20, ran  # stopped after its timeout and the grace period, not after the 60 s it asked for
-    assert ray_status(jf, child["id"]) in ("STOPPED", "FAILED", "SUCCEEDED")
-
-
-def test_cancelling_a_run_mid_step_cancels_its_job_and_skips_the_rest(wf_farm: JobFarm, runs: dict[str, Any]) -> None:
-    jf, run_id = wf_farm, runs["cancel"]["id"]
-    wait_run(jf, run_id, lambda v: (steps(v)["long"]["counts"] or {}).get("succeeded", 0) >= 2)
-    r = jf.clients["a"].post(f"/v1/workflow-runs/{run_id}/cancel")
-    assert r.status_code == 200 and r.json()["state"] == "cancel_requested", r.text
-    done = wait_run(jf, run_id)
-    s = steps(done)
-    assert done["state"] == "cancelled"
-    assert s["long"]["state"] == "cancelled" and s["next"]["state"] == "skipped"
-    child = jf.job(s["long"]["job_id"])
-    assert child["state"] == "cancelled" and 2 <= child["counts"]["succeeded"] < 120
-    assert ray_status(jf, child["id"]) in ("STOPPED", "SUCCEEDED", "FAILED")
-    assert jf.clients["a"].post(f"/v1/workflow-runs/{run_id}/cancel").status_code == 409
-    assert events_of(jf, run_id)[-1] == "workflow.cancelled"
 
 
 def test_another_org_sees_none_of_it(wf_farm: JobFarm, runs: dict[str, Any]) -> None:
