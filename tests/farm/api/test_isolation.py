@@ -8,8 +8,14 @@ from farm.ids import new_id
 from tests.farm.api.conftest import Farm
 
 
-def _routes(project_id: str, asset_id: str, key_id: str, job_id: str, webhook_id: str, file_id: str, batch_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+def _routes(project_id: str, asset_id: str, key_id: str, job_id: str, webhook_id: str, file_id: str, batch_id: str,
+            workflow_id: str, run_id: str) -> list[tuple[str, str, dict[str, Any]]]:
     return [
+        ("GET", f"/v1/workflows/{workflow_id}", {}),
+        ("POST", f"/v1/workflows/{workflow_id}/runs", {"json": {"project_id": project_id}}),
+        ("GET", f"/v1/workflow-runs/{run_id}", {}),
+        ("POST", f"/v1/workflow-runs/{run_id}/cancel", {}),
+        ("POST", f"/v1/workflow-runs/{run_id}/retry", {}),
         ("GET", f"/v1/files/{file_id}", {}),
         ("GET", f"/v1/files/{file_id}/content", {}),
         ("DELETE", f"/v1/files/{file_id}", {}),
@@ -46,11 +52,16 @@ def test_every_route_with_an_id_hides_other_orgs(farm: Farm) -> None:
     webhook = farm.call("POST", "/v1/webhooks", json={"url": "https://hooks.example.com/a", "event_types": ["batch.completed"]}).json()
     file = farm.call("POST", "/v1/files", data={"purpose": "batch"}, files={"file": ("in.jsonl", b'{"custom_id": "x"}\n')}).json()
     batch = farm.call("POST", "/v1/batches", json={"input_file_id": file["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"}).json()
-    foreign = _routes(project["id"], asset["id"], key["id"], job["id"], webhook["id"], file["id"], batch["id"])
-    missing = _routes(new_id("proj"), new_id("asset"), new_id("key"), new_id("job"), new_id("wh"), new_id("file"), new_id("batch"))
+    flow = {"name": "w", "steps": [{"id": "s", "kind": "debug.sleep"}]}
+    workflow = farm.call("POST", "/v1/workflows", json={"definition": flow}).json()
+    run = farm.call("POST", f"/v1/workflows/{workflow['id']}/runs", json={"project_id": project["id"]}).json()
+    foreign = _routes(project["id"], asset["id"], key["id"], job["id"], webhook["id"], file["id"], batch["id"], workflow["id"], run["id"])
+    missing = _routes(new_id("proj"), new_id("asset"), new_id("key"), new_id("job"), new_id("wh"), new_id("file"), new_id("batch"),
+                      new_id("wf"), new_id("job"))
     app_paths = {r.path for r in farm.client.app.routes if "{" in getattr(r, "path", "")}
     covered = {
-        p.replace(project["id"], "{project_id}").replace(asset["id"], "{asset_id}").replace(key["id"], "{key_id}").replace(job["id"], "{job_id}").replace(webhook["id"], "{webhook_id}").replace(file["id"], "{file_id}").replace(batch["id"], "{batch_id}").split("?")[0]
+        p.replace(project["id"], "{project_id}").replace(asset["id"], "{asset_id}").replace(key["id"], "{key_id}").replace(job["id"], "{job_id}").replace(webhook["id"], "{webhook_id}").replace(file["id"], "{file_id}").replace(batch["id"], "{batch_id}")
+        .replace(workflow["id"], "{workflow_id}").replace(run["id"], "{run_id}").split("?")[0]
         for _, p, _ in foreign
     }
     assert app_paths - {"/v1/objects/{key:path}"} <= covered, "a route with an id is missing from this test"
@@ -66,6 +77,7 @@ def test_every_route_with_an_id_hides_other_orgs(farm: Farm) -> None:
     assert farm.call("GET", f"/v1/assets/{asset['id']}/content").content == b"org A only"
     assert farm.call("GET", f"/v1/keys/{key['id']}").json()["revoked_at"] is None
     assert farm.call("GET", f"/v1/jobs/{job['id']}").json()["state"] == "queued"
+    assert farm.call("GET", f"/v1/workflow-runs/{run['id']}").json()["state"] == "queued"
     assert farm.call("GET", f"/v1/webhooks/{webhook['id']}").status_code == 200
     assert farm.call("GET", f"/v1/files/{file['id']}/content").content == b'{"custom_id": "x"}\n'
     assert farm.call("GET", f"/v1/batches/{batch['id']}").json()["status"] == "validating"
