@@ -154,7 +154,7 @@ def test_restyle_keeps_frames_timing_audio_and_cuts(restyle_farm: JobFarm, three
 
 
 def test_same_frames_for_any_chunk_layout_and_anchored_seeds_flicker_less(restyle_farm: JobFarm, three_shots: SyntheticVideo) -> None:
-    """Determinism (the same job twice, other chunk sizes) and consistency (per-shot + anchor against per-frame seeds).
+    """Determinism (a second run with another chunk size) and consistency (per-shot + anchor against per-frame seeds).
 
     The margin: with random weights the model barely reads its input, so
     each frame's look comes from its noise. Per-shot seeds give every frame
@@ -166,7 +166,7 @@ def test_same_frames_for_any_chunk_layout_and_anchored_seeds_flicker_less(restyl
     jf = restyle_farm
     video = upload(jf, three_shots.path)
     specs = {
-        "first": SPEC, "again": SPEC, "chunks of 3": {**SPEC, "chunk_size": 3},
+        "first": SPEC, "chunks of 3": {**SPEC, "chunk_size": 3},
         "per frame": {**SPEC, "seed_policy": "per_frame", "consistency": "none"},
     }
     jobs = {name: jf.submit(kind="video.restyle", spec={**spec, "asset_ids": [video]}) for name, spec in specs.items()}
@@ -177,8 +177,8 @@ def test_same_frames_for_any_chunk_layout_and_anchored_seeds_flicker_less(restyl
         docs[name] = report(jf, done, "three")
     first = checksums(docs["first"])
     assert len(first) == sum(SHOTS) and len(set(first)) > 1
-    for name in ("again", "chunks of 3"):
-        assert checksums(docs[name]) == first, f"{name}: rendered frames differ from the first run's"
+    # Another run with frames at other batch positions gives the same frames: rerunning the same job is the easier case.
+    assert checksums(docs["chunks of 3"]) == first, "rendered frames differ between chunk layouts"
     assert len(docs["chunks of 3"]["chunks"]) == 6 + 2 + 4  # frames land at other batch positions than with chunks of 8
     assert docs["first"]["flicker"] * 4 < docs["per frame"]["flicker"], (docs["first"]["flicker"], docs["per frame"]["flicker"])
 
