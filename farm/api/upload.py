@@ -21,6 +21,7 @@ from farm.accounts import Principal
 from farm.api.errors import ApiError
 from farm.api.runtime import Runtime
 from farm.db.models import Project
+from farm.workflows import triggers
 
 FILE_FIELD = "file"
 _MAX_TEXT_FIELD = 1024
@@ -182,7 +183,8 @@ async def receive_upload(
     def run_ingest() -> asset_service.IngestResult:
         try:
             name = clean_name(stream.fields.get("name") or stream.filename)
-            return asset_service.ingest(session, rt.store, principal, project, name, pipe, limit=limit)
+            stored = asset_service.store_object(rt.store, project.org_id, project.id, name, pipe, limit=limit)
+            return triggers.record_upload(session, rt.store, principal, project, stored)  # a user's upload: triggers fire with it
         finally:
             pipe.reader_gone = True
 

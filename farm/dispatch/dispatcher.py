@@ -32,6 +32,7 @@ from farm.runner_env import SECRET_NAMES_ENV, SECRETS_FILE_ENV, job_env, runner_
 from farm.settings import Settings
 from farm.storage import ObjectStore, open_store
 from farm.workflows import engine as workflows
+from farm.workflows import triggers
 from kinds.workflow import RUN_KIND
 
 log = logging.getLogger("farm.dispatch")
@@ -89,6 +90,7 @@ class Dispatcher:
             return
         self.reconcile()
         self.expire_batches()
+        triggers.fire_due(self.db)  # cron triggers: one run per schedule slot, under this lease
         workflows.advance_all(self.db, self.settings)  # runs never go to Ray: their steps become jobs here
         gpus = self.gpu_plan()
         self.start_queued(gpus)

@@ -1,11 +1,11 @@
-"""/v1/workflows (saved definitions) and /v1/workflow-runs (runs: view, cancel, retry). HTTP only; logic in farm.workflows."""
+"""/v1/workflows (saved definitions), /v1/workflow-runs (runs: view, cancel, retry) and /v1/workflow-triggers. HTTP only; logic in farm.workflows."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select
@@ -17,10 +17,11 @@ from farm.api.errors import ERROR_RESPONSES, ApiError, not_found
 from farm.api.pagination import Cursor, Limit, paginate_map
 from farm.api.routes.jobs import spec_context
 from farm.api.schemas import Page
-from farm.db.models import Job, Workflow
+from farm.db.models import Job, Workflow, WorkflowTrigger
 from farm.jobs.service import IdempotencyConflict, NothingToRetry
 from farm.jobs.states import IllegalTransition
 from farm.workflows.definition import DefinitionError
+from farm.workflows import triggers
 from farm.workflows.service import cancel_run, retry_run, run_view, save_workflow, start_run
 from kinds.workflow import RUN_KIND
 
@@ -189,3 +190,82 @@ def retry(run_id: str, principal: Member, session: SessionDep) -> RunPublic:
     except NothingToRetry as exc:
         raise ApiError(409, str(exc)) from None
     return RunPublic.model_validate(run_view(session, run))
+
+
+class TriggerCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["upload", "cron"] = Field(description="upload: a user's upload into the project; cron: a schedule")
+    project_id: ProjectId
+    content_type: Annotated[str, StringConstraints(max_length=100)] | None = Field(
+        default=None, description="upload: the uploads that fire it, exact (video/mp4) or a type's every subtype (video/*)")
+    cron: Annotated[str, StringConstraints(max_length=100)] | None = Field(default=None, description="cron: 5 fields, UTC (minute hour day month weekday)")
+    params: dict[str, Any] = Field(default_factory=dict, description="Parameter values of every run it starts")
+    asset_param: Annotated[str, StringConstraints(max_length=100)] | None = Field(
+        default=None, description="upload: the parameter the uploaded asset's id is bound to (a list of one id for a string_list)")
+
+
+class TriggerPublic(BaseModel):
+    id: str
+    workflow_id: str
+    project_id: str
+    type: str
+    content_type: str | None
+    cron: str | None
+    params: dict[str, Any]
+    asset_param: str | None
+    last_slot: datetime | None = Field(description="cron: the last schedule slot that fired (or the trigger's creation)")
+    created_at: datetime
+
+    @classmethod
+    def of(cls, t: WorkflowTrigger) -> TriggerPublic:
+        return cls(id=t.id, workflow_id=t.workflow_id, project_id=t.project_id, type=t.type, content_type=t.content_type, cron=t.cron,
+                   params=t.params.get("values") or {}, asset_param=t.params.get("asset_param"), last_slot=t.last_slot, created_at=t.created_at)
+
+
+class FirePublic(BaseModel):
+    key: str = Field(description="What fired it: the uploaded asset's id, or the schedule slot's time")
+    run_id: str | None = Field(description="The run it started (None: the workflow could not start; see the log)")
+    created_at: datetime
+
+
+class TriggerDetail(TriggerPublic):
+    fires: list[FirePublic] = Field(description="The most recent fires, newest first")
+
+
+def load_trigger(session: Session, principal: Principal, trigger_id: str) -> WorkflowTrigger:
+    trigger = session.get(WorkflowTrigger, trigger_id) if well_formed(trigger_id) else None
+    if trigger is None or trigger.org_id != principal.org_id:
+        raise not_found("workflow trigger")
+    return trigger
+
+
+@router.post("/v1/workflows/{workflow_id}/triggers", status_code=201, response_model=TriggerPublic)
+def create_trigger(workflow_id: str, request: Request, body: TriggerCreate, principal: Member, session: SessionDep) -> TriggerPublic:
+    wf = load_workflow(session, principal, workflow_id)
+    project = load_project(session, principal, body.project_id)
+    try:
+        trigger = triggers.create_trigger(session, principal, wf, project, body.type, content_type=body.content_type, cron=body.cron,
+                                          params=body.params, asset_param=body.asset_param, context=spec_context(request))
+    except DefinitionError as exc:
+        raise _refused(exc) from None
+    return TriggerPublic.of(trigger)
+
+
+@router.get("/v1/workflows/{workflow_id}/triggers", response_model=Page[TriggerPublic])
+def list_triggers(workflow_id: str, principal: Viewer, session: SessionDep, limit: Limit = 50, cursor: Cursor = None) -> Page[TriggerPublic]:
+    wf = load_workflow(session, principal, workflow_id)
+    stmt = select(WorkflowTrigger).where(WorkflowTrigger.org_id == principal.org_id, WorkflowTrigger.workflow_id == wf.id)
+    return paginate_map(session, stmt, WorkflowTrigger.id, TriggerPublic.of, limit, cursor)
+
+
+@router.get("/v1/workflow-triggers/{trigger_id}", response_model=TriggerDetail)
+def get_trigger(trigger_id: str, principal: Viewer, session: SessionDep) -> TriggerDetail:
+    trigger = load_trigger(session, principal, trigger_id)
+    fires = [FirePublic(key=f.key, run_id=f.run_id, created_at=f.created_at) for f in triggers.fires_of(session, trigger.id)]
+    return TriggerDetail(**TriggerPublic.of(trigger).model_dump(), fires=fires)
+
+
+@router.delete("/v1/workflow-triggers/{trigger_id}", status_code=204)
+def delete_trigger(trigger_id: str, principal: Member, session: SessionDep) -> Response:
+    triggers.delete_trigger(session, principal, load_trigger(session, principal, trigger_id))
+    return Response(status_code=204)

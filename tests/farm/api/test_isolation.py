@@ -9,8 +9,12 @@ from tests.farm.api.conftest import Farm
 
 
 def _routes(project_id: str, asset_id: str, key_id: str, job_id: str, webhook_id: str, file_id: str, batch_id: str,
-            workflow_id: str, run_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+            workflow_id: str, run_id: str, trigger_id: str) -> list[tuple[str, str, dict[str, Any]]]:
     return [
+        ("POST", f"/v1/workflows/{workflow_id}/triggers", {"json": {"type": "upload", "project_id": project_id, "content_type": "video/*"}}),
+        ("GET", f"/v1/workflows/{workflow_id}/triggers", {}),
+        ("GET", f"/v1/workflow-triggers/{trigger_id}", {}),
+        ("DELETE", f"/v1/workflow-triggers/{trigger_id}", {}),
         ("GET", f"/v1/workflows/{workflow_id}", {}),
         ("POST", f"/v1/workflows/{workflow_id}/runs", {"json": {"project_id": project_id}}),
         ("GET", f"/v1/workflow-runs/{run_id}", {}),
@@ -55,13 +59,14 @@ def test_every_route_with_an_id_hides_other_orgs(farm: Farm) -> None:
     flow = {"name": "w", "steps": [{"id": "s", "kind": "debug.sleep"}]}
     workflow = farm.call("POST", "/v1/workflows", json={"definition": flow}).json()
     run = farm.call("POST", f"/v1/workflows/{workflow['id']}/runs", json={"project_id": project["id"]}).json()
-    foreign = _routes(project["id"], asset["id"], key["id"], job["id"], webhook["id"], file["id"], batch["id"], workflow["id"], run["id"])
+    trigger = farm.call("POST", f"/v1/workflows/{workflow['id']}/triggers", json={"type": "cron", "cron": "0 * * * *", "project_id": project["id"]}).json()
+    foreign = _routes(project["id"], asset["id"], key["id"], job["id"], webhook["id"], file["id"], batch["id"], workflow["id"], run["id"], trigger["id"])
     missing = _routes(new_id("proj"), new_id("asset"), new_id("key"), new_id("job"), new_id("wh"), new_id("file"), new_id("batch"),
-                      new_id("wf"), new_id("job"))
+                      new_id("wf"), new_id("job"), new_id("trg"))
     app_paths = {r.path for r in farm.client.app.routes if "{" in getattr(r, "path", "")}
     covered = {
         p.replace(project["id"], "{project_id}").replace(asset["id"], "{asset_id}").replace(key["id"], "{key_id}").replace(job["id"], "{job_id}").replace(webhook["id"], "{webhook_id}").replace(file["id"], "{file_id}").replace(batch["id"], "{batch_id}")
-        .replace(workflow["id"], "{workflow_id}").replace(run["id"], "{run_id}").split("?")[0]
+        .replace(workflow["id"], "{workflow_id}").replace(run["id"], "{run_id}").replace(trigger["id"], "{trigger_id}").split("?")[0]
         for _, p, _ in foreign
     }
     assert app_paths - {"/v1/objects/{key:path}"} <= covered, "a route with an id is missing from this test"
@@ -78,6 +83,7 @@ def test_every_route_with_an_id_hides_other_orgs(farm: Farm) -> None:
     assert farm.call("GET", f"/v1/keys/{key['id']}").json()["revoked_at"] is None
     assert farm.call("GET", f"/v1/jobs/{job['id']}").json()["state"] == "queued"
     assert farm.call("GET", f"/v1/workflow-runs/{run['id']}").json()["state"] == "queued"
+    assert farm.call("GET", f"/v1/workflow-triggers/{trigger['id']}").json()["cron"] == "0 * * * *"
     assert farm.call("GET", f"/v1/webhooks/{webhook['id']}").status_code == 200
     assert farm.call("GET", f"/v1/files/{file['id']}/content").content == b'{"custom_id": "x"}\n'
     assert farm.call("GET", f"/v1/batches/{batch['id']}").json()["status"] == "validating"
