@@ -99,6 +99,42 @@ def retry(run_id: str) -> None:
     console.print(f"Run {run_id}: {view['state']}; again: {', '.join(again)}")
 
 
+trigger_app = typer.Typer(help="Triggers: start a saved workflow on a user's upload or on a cron schedule.", no_args_is_help=True)
+workflows_app.add_typer(trigger_app, name="trigger")
+
+
+@trigger_app.command("add")
+def trigger_add(
+    workflow_id: Annotated[str, typer.Argument(help="The saved workflow (wf_…) to start")],
+    project: Annotated[str, typer.Option("--project", "-p", help="Project id: its uploads fire it, its runs go there")],
+    upload: Annotated[str | None, typer.Option(help="Fire on each upload of this content type (video/mp4, video/*)")] = None,
+    asset_param: Annotated[str | None, typer.Option(help="With --upload: the parameter the uploaded asset's id is bound to")] = None,
+    cron: Annotated[str | None, typer.Option(help="Fire on this 5-field UTC schedule ('0 * * * *')")] = None,
+    sets: Annotated[list[str] | None, typer.Option("--set", help="Parameter of every run, key=value (repeatable)")] = None,
+) -> None:
+    """Add an upload trigger (--upload TYPE --asset-param NAME) or a cron trigger (--cron 'M H D M W')."""
+    if (upload is None) == (cron is None):
+        raise typer.BadParameter("give exactly one of --upload and --cron")
+    body: dict[str, Any] = {"type": "upload" if upload else "cron", "project_id": project, "params": parse_sets(sets or [])}
+    body.update({"content_type": upload, "asset_param": asset_param} if upload else {"cron": cron})
+    t = _client().request("POST", f"/v1/workflows/{workflow_id}/triggers", json=body)
+    console.print(f"Trigger [bold]{t['id']}[/] on {t['content_type'] or t['cron']}")
+
+
+@trigger_app.command("list")
+def trigger_list(workflow_id: str) -> None:
+    rows = list(_client().pages(f"/v1/workflows/{workflow_id}/triggers"))
+    for r in rows:
+        r["on"] = r["content_type"] or r["cron"]
+    table(rows, ["id", "type", "on", "project_id", "asset_param", "last_slot", "created_at"], title="Triggers")
+
+
+@trigger_app.command("delete")
+def trigger_delete(trigger_id: str) -> None:
+    _client().request("DELETE", f"/v1/workflow-triggers/{trigger_id}")
+    console.print(f"Trigger {trigger_id} deleted")
+
+
 def follow(client: Client, run_id: str, poll_s: float = 0.5) -> dict[str, Any]:
     view = client.request("GET", f"/v1/workflow-runs/{run_id}")
     with Live(render(view), console=err, refresh_per_second=4) as live:
