@@ -12,7 +12,6 @@ nodes' own bin directory), not the control plane's.
 from __future__ import annotations
 
 import sys
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,6 @@ from pathlib import Path
 import pytest
 import yaml
 from pydantic import SecretStr
-from sqlalchemy import create_engine, text
 
 from farm.runner_env import job_env
 from tests.cluster.multinode import MultiNodeCluster
@@ -55,21 +53,6 @@ def _registry(path: Path, models: dict[str, Path]) -> Path:
          "min_replicas": 2, "max_replicas": 2},
     ]}))
     return path
-
-
-@pytest.fixture(scope="module")
-def module_database(postgres_server: str) -> Iterator[str]:
-    """A fresh database on the session's PostgreSQL server for a whole module (`postgres_url` is per test)."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(f"{postgres_server}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{postgres_server}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ import openai
 import pytest
 
 from farm.ids import new_id
-from tests.fixtures.serve_apps import LLM, SD, FrontDoor, ServeApps, new_database, start_front_door
+from tests.fixtures.postgres import create_database
+from tests.fixtures.serve_apps import LLM, SD, FrontDoor, ServeApps, start_front_door
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +51,7 @@ def test_default_project_holds_url_images(front_door: FrontDoor) -> None:
 
 
 def test_rate_limit_is_per_key_with_retry_after(serve_apps: ServeApps, postgres_server: str, tmp_path: Path) -> None:
-    door = start_front_door(tmp_path, new_database(postgres_server), serve_apps, rate_limit_rps=0.001, rate_limit_burst=3)
+    door = start_front_door(tmp_path, create_database(postgres_server), serve_apps, rate_limit_rps=0.001, rate_limit_burst=3)
     try:
         client = door.openai()
         for _ in range(3):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 from cluster.local import LocalRayHead
 from farm.accounts import create_org, issue_key
@@ -40,22 +39,7 @@ class Dashboard:
 
 
 @pytest.fixture(scope="module")
-def module_db(postgres_server: str) -> Iterator[str]:
-    """A fresh database for the module's control plane (the per-test postgres_url is too short-lived here)."""
-    name = f"ui_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(f"{postgres_server}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{postgres_server}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@pytest.fixture(scope="module")
-def dashboard(module_db: str, ray_cluster: LocalRayHead, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+def dashboard(module_database: str, ray_cluster: LocalRayHead, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     from kinds import registry
 
     home = tmp_path_factory.mktemp("ui-farm")
@@ -63,7 +47,7 @@ def dashboard(module_db: str, ray_cluster: LocalRayHead, tmp_path_factory: pytes
         registry.load()
         mp.setattr(registry, "_KINDS", dict(registry._KINDS))
         mp.setattr(registry, "_LOADED", set(registry._LOADED))
-        settings = make_settings(home, module_db, ray_cluster).model_copy(update={"extra_kinds": [ECHO_KIND]})
+        settings = make_settings(home, module_database, ray_cluster).model_copy(update={"extra_kinds": [ECHO_KIND]})
         jf = start_job_farm(settings)
         try:
             with jf.farm.db.session() as s:
