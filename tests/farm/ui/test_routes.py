@@ -207,6 +207,24 @@ def test_another_orgs_job_reads_as_missing_and_forms_need_the_csrf_token(browser
         assert theirs_text == page.inner_text("main")
         assert page.request.get(f"/v1/jobs/{job['id']}").status == 404  # the API's cookie reads are org-bound too
 
+        # Every other page and form with an id of org A's reads as missing too (tests/farm/api/test_isolation.py does the API's).
+        project = dashboard.jf.projects["a"]
+        upload = dashboard.jf.clients["a"].post(f"/v1/projects/{project}/assets", files={"file": ("a-only.txt", b"org A only")})
+        asset = upload.json()["id"]
+        for path, missing_path in ((f"/ui/projects/{project}", "/ui/projects/proj_" + "0" * 28),
+                                   (f"/ui/assets/{asset}", "/ui/assets/asset_" + "0" * 28)):
+            theirs, theirs_text = page.goto(path), page.inner_text("main")
+            missing = page.goto(missing_path)
+            assert theirs is not None and missing is not None and theirs.status == missing.status == 404, path
+            assert theirs_text == page.inner_text("main"), path
+        page.goto("/ui/jobs")
+        token = other.csrf()
+        for path in (f"/ui/jobs/{job['id']}/cancel", f"/ui/jobs/{job['id']}/retry"):
+            assert page.request.post(path, form={"csrf_token": token}, max_redirects=0).status == 404, path
+        forged_upload = page.request.post(f"/ui/projects/{project}/assets", headers={"X-CSRF-Token": token},
+                                          multipart={"file": {"name": "b.txt", "mimeType": "text/plain", "buffer": b"from b"}})
+        assert forged_upload.status == 404
+
         page.goto("/ui/jobs")
         no_token = page.request.post("/ui/projects", form={"name": "forged"}, max_redirects=0)
         wrong = page.request.post("/ui/projects", form={"name": "forged", "csrf_token": "x" * 43}, max_redirects=0)
