@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from farm.accounts import Principal
-from farm.api.deps import ID_PATTERN, Member, RuntimeDep, SessionDep, Viewer, load_project, well_formed
+from farm.api.deps import ID_PATTERN, Member, RuntimeDep, SessionDep, Viewer, load_project, owned
 from farm.api.errors import ERROR_RESPONSES, ApiError, not_found
 from farm.api.pagination import Cursor, Limit, paginate_map
 from farm.api.schemas import JobCreate, JobDetail, JobKindPublic, JobPublic, JobRetry, KindOutputPublic, Page
@@ -30,8 +30,8 @@ StateFilter = Annotated[JobState | None, Query(description="Only jobs in this st
 
 
 def load_job(session: Session, principal: Principal, job_id: str) -> Job:
-    job = session.get(Job, job_id) if well_formed(job_id) else None
-    if job is None or job.org_id != principal.org_id:
+    job = owned(session, principal, Job, job_id)
+    if job is None:
         raise not_found("job")
     return job
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from farm.accounts import Principal
-from farm.api.deps import Member, SessionDep, Viewer, load_project, well_formed
+from farm.api.deps import Member, SessionDep, Viewer, load_project, owned
 from farm.api.errors import ERROR_RESPONSES, ApiError, not_found
 from farm.api.pagination import Cursor, Limit, paginate_map
 from farm.api.routes.jobs import spec_context
@@ -107,15 +107,15 @@ def _refused(exc: DefinitionError) -> ApiError:
 
 
 def load_workflow(session: Session, principal: Principal, workflow_id: str) -> Workflow:
-    wf = session.get(Workflow, workflow_id) if well_formed(workflow_id) else None
-    if wf is None or wf.org_id != principal.org_id:
+    wf = owned(session, principal, Workflow, workflow_id)
+    if wf is None:
         raise not_found("workflow")
     return wf
 
 
 def load_run(session: Session, principal: Principal, run_id: str) -> Job:
-    run = session.get(Job, run_id) if well_formed(run_id) else None
-    if run is None or run.org_id != principal.org_id or run.kind != RUN_KIND:
+    run = owned(session, principal, Job, run_id)
+    if run is None or run.kind != RUN_KIND:
         raise not_found("workflow run")
     return run
 
@@ -233,8 +233,8 @@ class TriggerDetail(TriggerPublic):
 
 
 def load_trigger(session: Session, principal: Principal, trigger_id: str) -> WorkflowTrigger:
-    trigger = session.get(WorkflowTrigger, trigger_id) if well_formed(trigger_id) else None
-    if trigger is None or trigger.org_id != principal.org_id:
+    trigger = owned(session, principal, WorkflowTrigger, trigger_id)
+    if trigger is None:
         raise not_found("workflow trigger")
     return trigger
 
