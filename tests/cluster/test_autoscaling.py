@@ -87,8 +87,11 @@ def test_queued_gpu_jobs_bring_their_nodes_up_before_they_start_and_the_nodes_go
         gone = max(n.ended or 0 for n in gpu_nodes(head, alive=False) if n.started >= t0)
         requests = demand_requests(head, t0)
         asked = [gpus for _, gpus in requests]
-        assert asked[0] == 3 and asked[-1] == 0, requests  # all three asked for at once; nothing once drained
-        assert asked == sorted(asked, reverse=True) and len(set(asked)) == len(asked), requests  # one call per change, only down
+        # the request grew while the three jobs were being submitted (a dispatcher tick may fall between two
+        # submits), stood at three GPUs once, then only fell as the queue drained, to nothing; one call per change
+        peak = asked.index(max(asked))
+        assert max(asked) == 3 and asked[-1] == 0, requests
+        assert asked[:peak + 1] == sorted(set(asked[:peak + 1])) and asked[peak:] == sorted(set(asked[peak:]), reverse=True), requests
         print(f"\n[autoscaling] 3 queued GPU jobs: first GPU node up {min(n.started for n in grown) - t0:.1f} s after submit, "
               f"third {third_up - t0:.1f} s; jobs 2 and 3 started {unix(done[1]['started_at']) - t0:.1f} / "
               f"{unix(done[2]['started_at']) - t0:.1f} s; 0 GPU nodes {gone - last_done:.1f} s after the last job finished "
