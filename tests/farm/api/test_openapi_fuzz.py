@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,9 @@ def api_schema(postgres_server: str, fuzz_home: Path, ray_cluster: LocalRayHead)
     admin.dispose()
 
 
+@cache
 def _spec() -> dict:
+    """The app's static schema, built once (each build is a whole app)."""
     return create_app(Settings(db={"url": "sqlite://"}), migrate=False).openapi()
 
 
