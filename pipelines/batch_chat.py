@@ -1,11 +1,17 @@
-"""`batch.chat`: an OpenAI batch of chat/completions requests through the shared LLM stage (vLLM).
+"""`batch.chat`: an OpenAI batch of chat/completions requests through vLLM.
 
 The model registry names the weights and engine, as it does for online
-serving (`pipelines.stages.models.llm`); each request's body sets its
-sampling parameters. A request vLLM refuses (say, a prompt past the context)
-becomes one line in the error file; the others complete. Each answer's
-``finish_reason`` is read from its generated tokens and text
-(`pipelines.stages.models.finish_reason`), and its id is unique across batches.
+serving, and where a batch runs (``batch_engine``): ``job``, a vLLM engine
+in this batch's Ray Job (`pipelines.stages.models.llm`), or ``serve``, the
+model's warm deployment in the farm's Serve LLM application
+(`pipelines.stages.models.llm_serve`; if it is not running, the batch fails
+before any request runs, saying so). Each request's body sets its sampling
+parameters, the same ones on both engines. A request vLLM refuses (say, a
+prompt past the context) becomes one line in the error file; the others
+complete. Each answer's ``finish_reason`` is vLLM's own on ``serve``, and on
+``job`` (where ``ray.data.llm`` reports none) read from its generated tokens
+and text (`pipelines.stages.models.finish_reason`); its id is unique across
+batches.
 """
 
 from __future__ import annotations
@@ -19,10 +25,12 @@ from typing import Any
 
 from farm.openai.batch_lines import error_line, output_line
 from farm.runner.context import JobContext
-from pipelines.batch_common import BatchRun, by_model, run_batch
+from pipelines.batch_common import BatchInvalid, BatchRun, by_model, models_of, run_batch
 from pipelines.stages.models.finish_reason import eos_token_ids, finish, stop_strings
 from pipelines.stages.models.llm import LLMStage
+from pipelines.stages.models.llm_serve import DeploymentUnavailable, ServeLLMStage, check_running
 from serve.llm import engine_kwargs
+from serve.registry import ModelRegistry
 
 CHAT = "/v1/chat/completions"
 SAMPLING_KEYS = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty")
@@ -53,6 +61,25 @@ def _preprocess_chat(row: dict[str, Any]) -> dict[str, Any]:
 def _preprocess_completion(row: dict[str, Any]) -> dict[str, Any]:
     body = json.loads(row["body"])
     return _engine_row(row, body, prompt=body["prompt"])
+
+
+def _serve_request(row: dict[str, Any]) -> dict[str, Any]:
+    """A line → the deployment's request: the same sampling parameters as the job engine gets, vLLM's own stop handling."""
+    body = json.loads(row["body"])
+    params = {k: v for k, v in sampling_params(body).items() if k != "include_stop_str_in_output"}
+    prompt = {"messages": body["messages"]} if "messages" in body else {"prompt": body["prompt"]}
+    return {"line": row["line"], "custom_id": row["custom_id"], "served_model": body["model"],
+            "request": {"model": body["model"], **prompt, **params}, "request_id": f"batch-{uuid.uuid4().hex}"}
+
+
+def serve_postprocess(row: dict[str, Any]) -> dict[str, Any]:
+    """The deployment's row → what an output line needs, with vLLM's own finish reason."""
+    return {
+        "line": int(row["line"]), "custom_id": row["custom_id"], "model": row["served_model"],
+        "text": row.get("generated_text") or "", "finish_reason": row.get("finish_reason") or "stop",
+        "error": row.get("error") or None, "prompt_tokens": int(row.get("num_input_tokens") or 0),
+        "completion_tokens": int(row.get("num_generated_tokens") or 0),
+    }
 
 
 def postprocess(eos: Collection[int], max_model_len: int | None) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -96,17 +123,35 @@ def to_line(endpoint: str) -> Any:
     return convert
 
 
+def check_engines(registry: ModelRegistry, requests: Path) -> None:
+    """Before any request runs: every ``serve`` model the batch names has its deployment running."""
+    for name in models_of(requests):
+        spec = registry.get(name)
+        if spec.batch_engine == "serve":
+            try:
+                check_running(spec)
+            except DeploymentUnavailable as exc:
+                raise BatchInvalid(str(exc)) from None
+
+
 def run(ctx: JobContext) -> None:
     registry = ctx.models
+
+    def check(requests: Path) -> None:
+        ctx.connect_ray()
+        check_engines(registry, requests)
 
     def execute(batch: BatchRun, requests: Path) -> None:
         ctx.connect_ray()
         chat = batch.info.endpoint == CHAT
-        preprocess = _preprocess_chat if chat else _preprocess_completion
         for name, ds in by_model(requests):
             spec = registry.get(name)
-            stage = LLMStage(spec, chat=chat)
-            done = postprocess(eos_token_ids(spec.source), engine_kwargs(spec).get("max_model_len"))
-            batch.consume(stage(ds, preprocess=preprocess, postprocess=done).iter_rows(), to_line(batch.info.endpoint))
+            if spec.batch_engine == "serve":
+                rows = ServeLLMStage(spec, chat=chat)(ds, preprocess=_serve_request, postprocess=serve_postprocess)
+            else:
+                done = postprocess(eos_token_ids(spec.source), engine_kwargs(spec).get("max_model_len"))
+                rows = LLMStage(spec, chat=chat)(ds, preprocess=_preprocess_chat if chat else _preprocess_completion,
+                                                 postprocess=done)
+            batch.consume(rows.iter_rows(), to_line(batch.info.endpoint))
 
-    run_batch(ctx, {m.name for m in registry.of_kind("llm")}, execute)
+    run_batch(ctx, {m.name for m in registry.of_kind("llm")}, execute, check=check)

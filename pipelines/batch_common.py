@@ -33,7 +33,7 @@ MAX_STORED_ERRORS = 1000
 
 
 class BatchInvalid(Exception):
-    """The whole file cannot run (too big, too many lines): the batch fails in validation."""
+    """The whole batch cannot run (too big, too many lines, its engine is not there): it fails in validation."""
 
 
 @dataclass
@@ -141,13 +141,20 @@ class BatchRun:
         return self.ctx.batch.attach_result_file(kind, f"{self.info.id}_{kind}.jsonl", data)
 
 
-def run_batch(ctx: JobContext, models: set[str], execute: Callable[[BatchRun, Path], None]) -> None:
-    """The shape of every batch kind: validate, execute (kind-specific), finalize — also on cancel."""
+def run_batch(ctx: JobContext, models: set[str], execute: Callable[[BatchRun, Path], None],
+              check: Callable[[Path], None] | None = None) -> None:
+    """The shape of every batch kind: validate, execute (kind-specific), finalize — also on cancel.
+
+    ``check`` (kind-specific) sees the runnable requests before any of them
+    runs and raises :class:`BatchInvalid` when the batch cannot run at all.
+    """
     run = BatchRun.load(ctx)
     with tempfile.TemporaryDirectory(prefix=f"{run.info.id}-") as workdir:
         requests = Path(workdir) / "requests.jsonl"
         try:
             runnable = run.validate(models, requests)
+            if runnable and check is not None:
+                check(requests)
         except BatchInvalid as exc:
             ctx.batch.fail(str(exc))
             return
@@ -162,6 +169,12 @@ def run_batch(ctx: JobContext, models: set[str], execute: Callable[[BatchRun, Pa
         run.finalize()
 
 
+def models_of(requests: Path) -> list[str]:
+    """The models the runnable requests name, sorted."""
+    with requests.open() as lines:
+        return sorted({json.loads(json.loads(line)["body"])["model"] for line in lines})
+
+
 def by_model(requests: Path) -> Iterator[tuple[str, Dataset]]:
     """The runnable requests as a Ray dataset per model they name, one model after another.
 
@@ -173,7 +186,6 @@ def by_model(requests: Path) -> Iterator[tuple[str, Dataset]]:
     # The file is on the driver's node, so Ray reads it there; the read holds no CPU, because on a
     # cluster that node (the head) may have none to give: the work goes to the worker nodes.
     ds = ray.data.read_json(f"local://{requests}", lines=True, num_cpus=0)
-    with requests.open() as lines:
-        used = sorted({json.loads(json.loads(line)["body"])["model"] for line in lines})
+    used = models_of(requests)
     for name in used:
         yield name, ds if len(used) == 1 else ds.filter(lambda r, n=name: json.loads(r["body"])["model"] == n)

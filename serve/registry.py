@@ -26,6 +26,20 @@ also take images. Their ``runtime`` says what runs them: ``vllm`` (GPU
 clusters: Ray Serve LLM online, ``ray.data.llm``'s multimodal path in batch)
 or ``transformers`` (the farm's own Serve deployment and a Ray Data actor
 pool, for CPUs, where vLLM's multimodal models cannot load).
+
+``batch_engine`` says where an LLM's ``batch.chat`` requests run. ``job``
+(the default) starts a vLLM engine inside each batch's Ray Job
+(``ray.data.llm``'s vLLM processor): a fixed start-up cost per batch (about
+a minute on a small CPU), then the whole engine for that batch, the right
+choice for 50,000-prompt batches on capacity of their own. ``serve`` sends
+the batch's requests to the model's deployment in the farm's running Serve
+LLM application (``ray.data.llm``'s ``ServeDeploymentProcessorConfig``): no
+engine to start, so a small batch answers in seconds, sharing the warm
+replicas with online traffic. If that deployment is not running when the
+batch starts, the batch fails before any request runs, with a message
+naming the application and the model; it never falls back to a job engine,
+which could claim GPUs the Serve replicas hold. Only ``llm`` models take
+``serve`` (``story.animatic``'s shot lists always use a job engine).
 """
 
 from __future__ import annotations
@@ -38,6 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 ModelKind = Literal["llm", "diffusion", "vlm"]
 Runtime = Literal["vllm", "transformers"]
+BatchEngine = Literal["job", "serve"]
 
 
 class ModelSpec(BaseModel):
@@ -69,6 +84,11 @@ class ModelSpec(BaseModel):
     runtime: Runtime = Field(
         default="vllm", description="vlm: vllm (Ray Serve LLM / ray.data.llm) or transformers (the farm's own deployment, CPUs)"
     )
+    batch_engine: BatchEngine = Field(
+        default="job",
+        description="llm: where batch.chat runs its requests: job (a vLLM engine in the batch's Ray Job) "
+        "or serve (this model's deployment in the farm's running Serve LLM application)",
+    )
 
     @model_validator(mode="after")
     def _replicas_in_order(self) -> Self:
@@ -80,6 +100,12 @@ class ModelSpec(BaseModel):
     def _runtime_fits_kind(self) -> Self:
         if self.runtime == "transformers" and self.kind != "vlm":
             raise ValueError(f"runtime 'transformers' is for vlm models, not {self.kind}")
+        return self
+
+    @model_validator(mode="after")
+    def _batch_engine_fits_kind(self) -> Self:
+        if self.batch_engine == "serve" and self.kind != "llm":
+            raise ValueError(f"batch_engine 'serve' is for llm models, not {self.kind}")
         return self
 
     @property

@@ -1,4 +1,12 @@
-"""A farm with the tiny models in its registry, driven through the official `openai` client."""
+"""A farm with the tiny models in its registry, driven through the official `openai` client.
+
+The registry has ``tiny-llama`` on ``batch_engine: serve`` — the session's
+warm deployment (``serve_apps``), same weights — for the tests whose subject
+is the farm's batch bookkeeping (resume, cancel, expiry), which then start
+no engine of their own; ``tiny-llama-job`` (same weights) on a job-scoped
+engine for the tests of that path; and ``tiny-llama-offline``, on ``serve``
+with no deployment anywhere.
+"""
 
 from __future__ import annotations
 
@@ -50,12 +58,18 @@ class BatchFarm:
         return [json.loads(x) for x in text.splitlines() if x.strip()]
 
 
+SERVE, JOB, OFFLINE = "tiny-llama", "tiny-llama-job", "tiny-llama-offline"
+
+
 def registry_file(tmp_path: Path, models: dict[str, Path]) -> Path:
     from serve.demo import DEMO_LLM_ENGINE_KWARGS
 
+    llm = {"kind": "llm", "source": str(models["tiny-llama"]), "engine_kwargs": dict(DEMO_LLM_ENGINE_KWARGS)}
     path = tmp_path / "models.yaml"
     path.write_text(yaml.safe_dump({"models": [
-        {"name": "tiny-llama", "kind": "llm", "source": str(models["tiny-llama"]), "engine_kwargs": dict(DEMO_LLM_ENGINE_KWARGS)},
+        {"name": SERVE, **llm, "batch_engine": "serve"},
+        {"name": JOB, **llm},
+        {"name": OFFLINE, **llm, "batch_engine": "serve"},
         {"name": "tiny-sd", "kind": "diffusion", "source": str(models["tiny-sd"])},
     ]}))
     return path
@@ -72,3 +86,9 @@ def batch_farm(postgres_url: str, ray_cluster: LocalRayHead, tmp_path: Path, dem
     keys = {org: c.headers["Authorization"].removeprefix("Bearer ") for org, c in jf.clients.items()}
     yield BatchFarm(jf, keys)
     jf.close()
+
+
+@pytest.fixture
+def serve_batch_farm(serve_apps: Any, batch_farm: BatchFarm) -> BatchFarm:
+    """A batch farm whose ``tiny-llama`` batches run on the session's warm Serve deployment."""
+    return batch_farm
