@@ -194,7 +194,7 @@ def _deploy_serve(farm: object) -> None:
 
 @app.command()
 def demo() -> None:
-    """The main job on embedded defaults: start the farm, create an org, upload a sample video."""
+    """The main job on embedded defaults: start the farm, upload a sample video, run the footage workflow on it (shots → restyle → caption)."""
     from farm.demo import run_demo
 
     run_demo(get_settings())
