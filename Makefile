@@ -17,3 +17,4 @@ bench: setup
 	.venv/bin/python benchmarks/batch.py
 	.venv/bin/python benchmarks/diffusion_engine.py
 	.venv/bin/python benchmarks/dispatch.py --jobs 40 --rounds 2
+	.venv/bin/python benchmarks/load.py
