@@ -10,12 +10,16 @@ whose chunks are all done is joined on a worker (remux, source audio copied)
 with a before/after contact sheet; the driver records the outputs and a
 report of per-shot flicker and per-frame checksums, then drops the chunk
 files. The driver never holds frame data: only chunk records come back.
+A last ``timings`` event says where the driver's time went (shots, render,
+record, join) and how long the first chunk took to come back: the start-up
+of decode workers and engines, which small jobs spend most of their time on.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -33,11 +37,14 @@ from pipelines.stages.restyle.join import Joined, JoinTask, JoinVideo
 from pipelines.stages.restyle.plan import Look, RenderChunk, plan
 from pipelines.stages.shots.detect import DetectorConfig
 from pipelines.stages.shots.find_shots import find_shots
+from pipelines.stages.timings import PhaseClock
 from serve.registry import ModelSpec
 
 ENGINES = (2, 4)  # diffusion engines per job: two from the start (chunks render in parallel), up to four while work is queued
+CHUNKS_PER_ENGINE = 4  # an engine is started only for this many chunks: loading a model costs more than rendering a few chunks
 STATIC_LEVEL = 0.5  # mean source change (0-255 levels) below which a shot counts as static for flicker
 OUR_OUTPUTS = r"(\.restyled\.mp4|\.shot-\d{3}\.mp4)$"
+PHASES = ("shots", "render", "record", "join")
 
 
 def run(ctx: JobContext) -> None:
@@ -67,6 +74,8 @@ class Restyle:
     def __init__(self, ctx: JobContext, spec: VideoRestyleSpec) -> None:
         self.ctx, self.spec = ctx, spec
         self.report = Reporter(ctx)
+        self.clock = PhaseClock(PHASES)
+        self.engines = 0  # the most diffusion engines the render may start
         self.failed: dict[int, str] = {}
 
     def fail(self, item: int, message: str) -> None:
@@ -84,8 +93,9 @@ class Restyle:
             return
         self.ctx.connect_ray()
         self.report.emit(force=True, phase="shots", videos=len(sources))
-        shots = self.shots(sources)
-        plans = {i: self.plan(p, s) for i, (p, s) in shots.items()}
+        with self.clock.phase("shots"):
+            shots = self.shots(sources)
+            plans = {i: self.plan(p, s) for i, (p, s) in shots.items()}
         plans = {i: p for i, p in plans.items() if p is not None}
         recorded = {i: self.ctx.parts(i) for i in plans}
         todo = [c for i, p in plans.items() for c in p.chunks if c.part not in recorded[i]]
@@ -93,18 +103,28 @@ class Restyle:
         rendered = sum(c.frames for i, p in plans.items() for c in p.chunks if c.part in recorded[i])
         self.report.emit(force=True, phase="render", frames_rendered=rendered, frames_total=total,
                          chunks_total=sum(len(p.chunks) for p in plans.values()), chunks_resumed=sum(len(r) for r in recorded.values()))
-        for out in self.render(model, todo):
-            if isinstance(out, Failed):
-                self.fail(out.source.index, out.message)
-                continue
-            item = out.chunk.source.index
-            recorded[item][out.chunk.part] = self.ctx.record_part(item, out.chunk.part, stored=out.stored, worker=out.worker, data=chunk_data(out))
-            if item in self.failed:  # a sibling chunk failed first: this one's file goes too
-                self.ctx.release_parts(item, forget=True)
-            rendered += out.chunk.frames
-            self.report.emit(frames_rendered=rendered)
+        first_chunk_s: float | None = None
+        began = time.perf_counter()
+        with self.clock.phase("render"):
+            for out in self.render(model, todo):
+                if first_chunk_s is None:
+                    first_chunk_s = time.perf_counter() - began
+                if isinstance(out, Failed):
+                    self.fail(out.source.index, out.message)
+                    continue
+                item = out.chunk.source.index
+                with self.clock.phase("record"):
+                    recorded[item][out.chunk.part] = self.ctx.record_part(item, out.chunk.part, stored=out.stored, worker=out.worker,
+                                                                          data=chunk_data(out))
+                    if item in self.failed:  # a sibling chunk failed first: this one's file goes too
+                        self.ctx.release_parts(item, forget=True)
+                rendered += out.chunk.frames
+                self.report.emit(frames_rendered=rendered)
         self.report.emit(force=True, phase="join", frames_rendered=rendered)
-        self.join({i: p for i, p in plans.items() if i not in self.failed}, recorded)
+        with self.clock.phase("join"):
+            self.join({i: p for i, p in plans.items() if i not in self.failed}, recorded)
+        self.ctx.event("timings", seconds=self.clock.rounded(), videos=len(sources), chunks_rendered=len(todo), engines=self.engines,
+                       first_chunk_s=None if first_chunk_s is None else round(first_chunk_s, 3))
 
     # -- shots -----------------------------------------------------------------------------------
 
@@ -168,8 +188,10 @@ class Restyle:
             return iter(())
         chunks = sorted(chunks, key=lambda c: -c.frames)  # long ones first: no worker idles at the end
         decoded = map_stage(dataset(chunks), DecodeChunk(self.ctx.objects))
-        least = min(ENGINES[0], len(chunks))
-        rendered = run_pool(RenderFrames(model), decoded, batch_size=1, concurrency=(least, max(least, ENGINES[1])))
+        most = max(1, min(ENGINES[1], len(chunks) // CHUNKS_PER_ENGINE))
+        least = min(ENGINES[0], most)
+        self.engines = most
+        rendered = run_pool(RenderFrames(model), decoded, batch_size=1, concurrency=(least, most) if most > least else least)
         return payloads(map_stage(rendered, EncodeChunk(self.ctx.objects)))
 
     def join(self, plans: dict[int, VideoPlan], recorded: dict[int, dict[str, PartRecord]]) -> None:
@@ -193,6 +215,10 @@ class Restyle:
             self.report.emit(videos_joined=joined)
 
     def finish(self, joined: Joined, p: VideoPlan, parts: dict[str, PartRecord]) -> None:
+        with self.clock.phase("record"):
+            self._finish(joined, p, parts)
+
+    def _finish(self, joined: Joined, p: VideoPlan, parts: dict[str, PartRecord]) -> None:
         item, stem = joined.task.source.index, joined.task.source.stem
         if joined.video is not None:
             self.ctx.record_output(item, "video", joined.video)
