@@ -294,21 +294,8 @@ def test_killed_runner_renders_only_missing_chunks(jobs: RestyleJobs) -> None:
     assert checksums(report(jf, done, "three")) == checksums(report(jf, jobs.done("main"), "three"))
 
 
-def test_preview_renders_one_keyframe_per_shot_and_no_video(jobs: RestyleJobs) -> None:
-    jf, done = jobs.jf, jobs.done("preview")
-    assert done["state"] == "succeeded", done
-    names = results(jf, done)
-    assert set(names) == {"three.restyle.jpg", "three.restyle.json"}
-    doc = report(jf, done, "three")
-    assert doc["preview"] is True and doc["frames_rendered"] == 3
-    assert [(c["start"], c["end"]) for c in doc["checksums"]] == [(8, 9), (18, 19), (26, 27)]  # each shot's middle frame
-    from PIL import Image
-
-    sheet = Image.open(io.BytesIO(content(jf, names["three.restyle.jpg"])))
-    assert sheet.width > 320 and sheet.height > 100
-
-
 def test_cancelled_job_leaves_no_chunk_files(jobs: RestyleJobs) -> None:
+    """Before the preview test on purpose: this job then starts beside the preview job, not after it."""
     jf = jobs.jf
     # Six chunks of 8 denoising steps a frame: the five left after the first take far longer than noticing the cancel.
     spec = {**SPEC, "asset_ids": [jobs.assets["three"]], "chunk_size": 6, "steps": 16}
@@ -324,3 +311,17 @@ def test_cancelled_job_leaves_no_chunk_files(jobs: RestyleJobs) -> None:
         time.sleep(0.2)
     assert parts(jf, job["id"]) == []
     assert not any(store.exists(k) for k in keys), "chunk files of a cancelled job are removed"
+
+
+def test_preview_renders_one_keyframe_per_shot_and_no_video(jobs: RestyleJobs) -> None:
+    jf, done = jobs.jf, jobs.done("preview")
+    assert done["state"] == "succeeded", done
+    names = results(jf, done)
+    assert set(names) == {"three.restyle.jpg", "three.restyle.json"}
+    doc = report(jf, done, "three")
+    assert doc["preview"] is True and doc["frames_rendered"] == 3
+    assert [(c["start"], c["end"]) for c in doc["checksums"]] == [(8, 9), (18, 19), (26, 27)]  # each shot's middle frame
+    from PIL import Image
+
+    sheet = Image.open(io.BytesIO(content(jf, names["three.restyle.jpg"])))
+    assert sheet.width > 320 and sheet.height > 100
