@@ -28,7 +28,7 @@ class EmbeddedFarm:
         self._head = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
-        self.db = Database(settings.db.url)
+        self.db = Database.of(settings.db)
 
     @property
     def url(self) -> str:

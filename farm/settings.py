@@ -34,6 +34,15 @@ class DatabaseSettings(BaseModel):
         default=120, ge=0,
         description="How long a runner waits out an unreachable database (a restart, a failover) before its attempt fails",
     )
+    pool_size: int = Field(default=10, ge=1, description="PostgreSQL connections each farm process keeps open")
+    max_overflow: int = Field(
+        default=40, ge=0,
+        description="Connections a PostgreSQL pool may open beyond pool_size under load (closed again when returned); "
+        "keep pool_size + max_overflow above api.max_concurrent_requests, with room for event streams and the dispatcher",
+    )
+    pool_timeout_s: float = Field(
+        default=10, gt=0, description="How long a request waits for a pooled connection before the API answers 503",
+    )
 
 
 class StorageSettings(BaseModel):
@@ -86,6 +95,14 @@ class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
     public_url: str | None = Field(default=None, description="Base URL clients use; derived if unset")
+    max_concurrent_requests: int = Field(
+        default=32, ge=0,
+        description="Requests the control plane works on at once (an event stream counts until it starts streaming); "
+        "the rest wait their turn, so a burst of clients never holds every pooled connection while waiting for a thread (0: no limit)",
+    )
+    admission_wait_s: float = Field(
+        default=15, gt=0, description="How long a request waits for its turn before the API answers 503 with Retry-After",
+    )
 
 
 class DispatchSettings(BaseModel):

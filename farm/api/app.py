@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from farm.api import errors
+from farm.api.admission import AdmissionGate
 from farm.api.metrics import Metrics, MetricsMiddleware
 from farm.api.routes import assets, audit, health, jobs, keys, objects, projects, webhooks, workflows
 from farm.api.routes.openai import ROUTERS as OPENAI_ROUTERS
@@ -30,7 +31,7 @@ def create_app(
 ) -> FastAPI:
     settings = settings or get_settings()
     load_kinds(settings.extra_kinds)  # a kind module that does not import stops the start, not the first job
-    runtime = Runtime(settings=settings, db=db or Database(settings.db.url, echo=settings.db.echo), store=store or open_store(settings))
+    runtime = Runtime(settings=settings, db=db or Database.of(settings.db), store=store or open_store(settings))
     generation = Generation(settings, runtime.db)
 
     @asynccontextmanager
@@ -67,6 +68,8 @@ def create_app(
     app.state.runtime = runtime
     app.state.generation = generation
     app.state.metrics = Metrics()
+    if settings.api.max_concurrent_requests:  # inside the metrics: a request's wait for its turn counts in its latency
+        app.add_middleware(AdmissionGate, limit=settings.api.max_concurrent_requests, wait_s=settings.api.admission_wait_s)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     errors.install(app)
     for module in (health, keys, projects, assets, jobs, audit, objects, webhooks, workflows):

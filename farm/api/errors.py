@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from farm.db.session import unreachable
@@ -88,6 +89,12 @@ def install(app: FastAPI) -> None:
                               {"Retry-After": str(DB_RETRY_AFTER_S)})
         log.exception("database error on %s %s", request.method, request.url.path)
         return error_json(500, "internal_error", "internal server error")
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool_timeout(request: Request, exc: PoolTimeout) -> JSONResponse:
+        # every pooled connection stayed busy for db.pool_timeout_s: load, not a bug
+        log.warning("no database connection free on %s %s: %s", request.method, request.url.path, exc)
+        return error_json(503, "unavailable", "the farm's database is busy; retry shortly", {"Retry-After": str(DB_RETRY_AFTER_S)})
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

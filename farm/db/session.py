@@ -7,10 +7,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from farm.settings import DatabaseSettings
 
 log = logging.getLogger("farm.db")
 T = TypeVar("T")
@@ -38,7 +41,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 class Database:
     """Owns the engine; hands out short-lived sessions."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, pool: DatabaseSettings | None = None) -> None:
         self.url = url
         kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": True}
         if url.startswith("sqlite"):
@@ -48,10 +51,17 @@ class Database:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
         elif url.startswith("postgresql"):
             kwargs["connect_args"] = {"connect_timeout": 5}  # a host that is gone must not hang a request
+            if pool is not None:
+                kwargs.update(pool_size=pool.pool_size, max_overflow=pool.max_overflow, pool_timeout=pool.pool_timeout_s)
         self.engine: Engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def of(cls, settings: DatabaseSettings) -> Database:
+        """The database of ``settings``, with its pool sized as they say."""
+        return cls(settings.url, echo=settings.echo, pool=settings)
 
     @property
     def is_sqlite(self) -> bool:

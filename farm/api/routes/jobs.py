@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from farm.accounts import Principal
 from farm.api.deps import ID_PATTERN, Member, RuntimeDep, SessionDep, Viewer, load_project, owned
@@ -143,6 +143,9 @@ async def job_events(
 ) -> AsyncIterator[ServerSentEvent]:
     job_id = job.id
     seq = max(after, int(last_event_id or 0))
+    if (request_session := object_session(job)) is not None:
+        # the stream outlives the request's session: give its pooled connection back before streaming
+        await run_in_threadpool(request_session.commit)
 
     def fetch(since: int) -> tuple[list[JobEvent], str]:
         with rt.db.session() as s:
