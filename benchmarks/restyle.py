@@ -27,7 +27,7 @@ farm job
     ``veryfast``), poll ``GET /v1/jobs/{id}`` every 0.25 s until it ends. The
     runner probes and finds the shots, cuts them into chunks that never cross
     a cut, and streams them through Ray Data: decode at the working size
-    (tasks) -> ``RenderFrames``, an actor pool of 2 to 4 ``DiffusersEngine``
+    (tasks) -> ``RenderFrames``, an actor pool of 1 to 4 ``DiffusersEngine``
     (each ``engine.restyle(FrameBatch)`` call: ``max_batch_size`` rows) ->
     scale back and encode each chunk (tasks) -> join the chunks and mux the
     source's audio, contact sheet, report. Run twice: ``consistency`` "none"
@@ -608,9 +608,9 @@ def report_speed(out: Any, args: argparse.Namespace, rows: dict[str, Row], jobs:
         table.add_row(r.name, f"{r.frames:,}", f"{r.calls:,}", f"{r.end_to_end:.1f} s", f"{r.fps('end_to_end'):.1f}",
                       f"{r.steady:.1f} s" if r.steady == r.steady else "–", f"{r.fps('steady'):.1f}")
     out.print(table)
-    from pipelines.video_restyle import ENGINES
+    from pipelines.video_restyle import CHUNKS_PER_ENGINE, ENGINES
 
-    out.print(f"farm: chunks of {args.chunk_size} frames, decode and encode tasks of 1 CPU, {ENGINES[0]} to {ENGINES[1]} engine actors of "
+    out.print(f"farm: chunks of {args.chunk_size} frames, decode and encode tasks of 1 CPU, up to {ENGINES[1]} engine actors (one per {CHUNKS_PER_ENGINE} chunks, at most {ENGINES[0]} at the start) of "
               f"1 CPU (Ray: 1 torch thread each) on a head of 8 logical CPUs over {os.cpu_count()} cores; peers: one engine or pipeline.")
     out.print("end to end: farm job created -> finished (upload apart); peers engine or pipeline construction + rendering (imports and "
               "decoding excluded). steady state: farm first -> last progress event with frames rendered, only the frames in between; "
