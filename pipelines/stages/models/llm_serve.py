@@ -146,23 +146,47 @@ class ServeLLMStage:
         return processor(ds.repartition(target_num_rows_per_block=BLOCK_ROWS))
 
 
-class ChatRequest:
-    """vLLM's ``ChatCompletionRequest``, imported where a request is built (the Ray Data actor), not in the driver.
+class _Call:
+    """``fn(*args)`` on unpickling: a reference by name that the pickling side never has to import."""
 
-    The driver of a batch never loads vLLM (seconds of CPU on a small node);
-    the actor that calls the deployment must, to hand it vLLM's own model.
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.fn, self.args = fn, args
+
+    def __reduce__(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        return self.fn, self.args
+
+
+class _VLLMRequest:
+    """A request that becomes vLLM's own request model where it is unpickled: in the Serve replica.
+
+    ``LLMServer`` takes vLLM's ``ChatCompletionRequest`` / ``CompletionRequest``;
+    building it in the Ray Data actor would import vLLM there (some 12 s of
+    CPU per actor, per batch attempt, on a small node). This object carries
+    the fields and pickles as "import the model from ``ray.serve.llm`` and
+    validate them", which the replica, vLLM already loaded, does on arrival.
+    The lines were validated at submit with the online route's request model.
     """
 
-    def __new__(cls, **fields: Any) -> Any:
-        from ray.serve.llm.openai_api_models import ChatCompletionRequest
+    MODEL = ""
 
-        return ChatCompletionRequest(**fields)
+    def __init__(self, **fields: Any) -> None:
+        self.fields = fields
+
+    def __reduce__(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        import importlib
+        import operator
+
+        model = _Call(getattr, _Call(importlib.import_module, "ray.serve.llm.openai_api_models"), self.MODEL)
+        return operator.call, (_Call(getattr, model, "model_validate"), self.fields)
 
 
-class CompletionRequest:
-    """vLLM's ``CompletionRequest``, imported where a request is built (see :class:`ChatRequest`)."""
+class ChatRequest(_VLLMRequest):
+    """vLLM's ``ChatCompletionRequest``, once in the replica."""
 
-    def __new__(cls, **fields: Any) -> Any:
-        from ray.serve.llm.openai_api_models import CompletionRequest as VLLMCompletionRequest
+    MODEL = "ChatCompletionRequest"
 
-        return VLLMCompletionRequest(**fields)
+
+class CompletionRequest(_VLLMRequest):
+    """vLLM's ``CompletionRequest``, once in the replica."""
+
+    MODEL = "CompletionRequest"

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
 from pipelines.stages.models.llm_serve import CALLS_PER_BLOCK, ServeLLMStage, _response, deployment_name, in_flight
 from serve.registry import ModelSpec
 
+REPO = Path(__file__).resolve().parents[4]
 TINY = ModelSpec(name="tiny-llama", kind="llm", source="/models/tiny-llama", batch_engine="serve")
 
 
@@ -44,3 +49,20 @@ def test_only_llms_take_the_serve_engine() -> None:
         ModelSpec(name="m", kind="diffusion", source="s", batch_engine="serve")
     with pytest.raises(ValidationError, match="batch_engine"):
         ModelSpec(name="m", kind="llm", source="s", batch_engine="elsewhere")
+
+
+def test_the_sending_side_never_loads_vllm() -> None:
+    """A request pickles as a reference to vLLM's model (the replica, vLLM loaded, builds it: the serve batches prove it)."""
+    script = """
+import pickle, pickletools, sys
+from pipelines.stages.models.llm_serve import ChatRequest, CompletionRequest
+chat = pickle.dumps(ChatRequest(model="tiny-llama", messages=[{"role": "user", "content": "hi"}], max_tokens=4))
+text = pickle.dumps(CompletionRequest(model="tiny-llama", prompt="once", max_tokens=2))
+assert "vllm" not in sys.modules, "the sending side loaded vLLM"
+for data, model in ((chat, "ChatCompletionRequest"), (text, "CompletionRequest")):
+    names = {arg for _, arg, _ in pickletools.genops(data) if isinstance(arg, str)}
+    assert {"ray.serve.llm.openai_api_models", model, "model_validate"} <= names, names
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
