@@ -131,7 +131,7 @@ def check_engines(registry: ModelRegistry, requests: Path) -> None:
             try:
                 check_running(spec)
             except DeploymentUnavailable as exc:
-                raise BatchInvalid(str(exc)) from None
+                raise BatchInvalid(str(exc), code="model_unavailable", param="model") from None
 
 
 def run(ctx: JobContext) -> None:

@@ -33,7 +33,15 @@ MAX_STORED_ERRORS = 1000
 
 
 class BatchInvalid(Exception):
-    """The whole batch cannot run (too big, too many lines, its engine is not there): it fails in validation."""
+    """The whole batch cannot run (too big, too many lines, its engine is not there): it fails in validation.
+
+    ``code`` and ``param`` are what the batch's ``errors`` say: the input file
+    by default, or (say) the model whose engine is not there.
+    """
+
+    def __init__(self, message: str, *, code: str = "invalid_file", param: str = "input_file_id") -> None:
+        super().__init__(message)
+        self.code, self.param = code, param
 
 
 @dataclass
@@ -156,7 +164,7 @@ def run_batch(ctx: JobContext, models: set[str], execute: Callable[[BatchRun, Pa
             if runnable and check is not None:
                 check(requests)
         except BatchInvalid as exc:
-            ctx.batch.fail(str(exc))
+            ctx.batch.fail(str(exc), code=exc.code, param=exc.param)
             return
         ctx.batch.set_phase("in_progress")
         try:

@@ -124,12 +124,13 @@ class BatchBook:
 
         self.ctx.transaction(work)
 
-    def fail(self, message: str) -> None:
-        """The input file cannot run at all: the batch (and its job) fail in validation."""
+    def fail(self, message: str, *, code: str = "invalid_file", param: str = "input_file_id") -> None:
+        """The batch cannot run at all (its input file, or its model's engine): the batch and its job fail before any request runs."""
         def work(s: Any) -> Any:
             batch, job = self._rows(s)
-            batch.errors = [{"code": "invalid_file", "message": message, "param": "input_file_id", "line": None}]
-            transition(s, job, JobState.failed, error=f"validation failed: {message}")
+            batch.errors = [{"code": code, "message": message, "param": param, "line": None}]
+            why = "validation failed" if code == "invalid_file" else code.replace("_", " ")
+            transition(s, job, JobState.failed, error=f"{why}: {message}")
             s.commit()
 
         self.ctx.transaction(work)

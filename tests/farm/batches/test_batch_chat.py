@@ -62,12 +62,14 @@ def test_a_serve_model_without_its_deployment_fails_before_any_request_runs(serv
     done = batch_farm.wait(batch_farm.submit([chat(i, model=OFFLINE) for i in range(3)]).id)
     assert done.status == "failed" and done.request_counts.completed == 0, done
     (error,) = done.errors.data
+    assert (error.code, error.param) == ("model_unavailable", "model"), error  # the model, not the input file
     # names the model, the Serve application and its missing deployment, and what to do
     for part in (f"model '{OFFLINE}'", "Serve application 'llm'", f"'LLMServer:{OFFLINE}'", "batch_engine: job"):
         assert part in error.message, error.message
     assert batch_farm.lines(done.output_file_id) == []
     job = batch_farm.jf.job(done.job_id)
-    assert job["state"] == "failed" and job["attempts"] == 1 and OFFLINE in job["error"]
+    assert job["state"] == "failed" and job["attempts"] == 1 and job["error"].startswith("model unavailable: "), job["error"]
+    assert OFFLINE in job["error"]
 
 
 def test_validation_reports_lines_before_any_compute(batch_farm: BatchFarm) -> None:
