@@ -86,6 +86,7 @@ from farm.bootstrap import create_org_with_admin
 from farm.db import Database, JobEvent
 from farm.embedded import EmbeddedFarm
 from farm.settings import Settings
+from report import percentile  # benchmarks/, the script's own folder
 
 RAW_ENTRYPOINT = f"{shlex.quote(sys.executable)} -c 'import time; print(repr(time.time()))'"
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -137,14 +138,6 @@ class Run:
     def spans(self, start: Callable[[Timeline], float | None], end: Callable[[Timeline], float | None]) -> list[float]:
         pairs = ((start(j), end(j)) for j in self.jobs)
         return [b - a for a, b in pairs if a is not None and b is not None]
-
-
-def percentile(values: list[float], q: int) -> float:
-    if not values:
-        return float("nan")
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 def epoch(stamp: str | None) -> float | None:

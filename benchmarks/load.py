@@ -65,7 +65,6 @@ import random
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -84,6 +83,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make the tests' PostgreSQL fixture importable
     sys.path.insert(0, str(ROOT))
 
+from report import cpu_model, percentile  # noqa: E402  (benchmarks/, the script's own folder)
 from tests.fixtures.postgres import PostgresServer, create_database, drop_database  # noqa: E402
 FARM = Path(sys.executable).parent / "farm"
 KINDS = ("submit", "replay", "get", "list", "events", "assets")
@@ -136,20 +136,7 @@ def load_avg() -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()} {platform.release()}"
-
-
-def percentile(values: list[float], q: int) -> float:
-    if not values:
-        return float("nan")
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+    return f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()} {platform.release()}"
 
 
 @contextmanager

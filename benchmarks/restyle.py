@@ -109,6 +109,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script: make the farm importable
     sys.path.insert(0, str(REPO))
 
+from report import cpu_model  # noqa: E402  (benchmarks/, the script's own folder)
+
 MODEL = "tiny-sd"
 PROMPT = "a watercolor painting of a quiet harbour at dusk"
 GUIDANCE = 7.5
@@ -754,16 +756,6 @@ def versions() -> str:
             return "?"
 
     return f"torch {v('torch')}, diffusers {v('diffusers')}, ray {v('ray')}"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> int:
