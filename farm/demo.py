@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.live import Live
 from rich.markup import escape
 from rich.panel import Panel
 
@@ -29,7 +28,7 @@ from farm.bootstrap import admin_key_for
 from farm.cli.client import Client
 from farm.cli.output import console, err, table
 from farm.cli.resources import upload_file
-from farm.cli.workflows import TERMINAL, render
+from farm.cli.workflows import TERMINAL, watch_run
 from farm.settings import Settings
 from farm.workflows.definition import template
 
@@ -152,20 +151,16 @@ def production(client: Client, project_id: str, asset: dict[str, Any], params: d
 
 def watch(client: Client, run_id: str, poll_s: float = 0.5) -> dict[str, Any]:
     """The run as the CLI's live tree (on a terminal), and a line per step as its state changes; returns the ended run."""
-    view: dict[str, Any] = client.request("GET", f"/v1/workflow-runs/{run_id}")
     seen: dict[str, str] = {}
-    with Live(render(view), console=err, refresh_per_second=4) as live:
-        while True:
-            for s in view["steps"]:
-                if seen.get(s["id"]) != s["state"]:
-                    seen[s["id"]] = s["state"]
-                    job = f" {s['job_id']}" if s["job_id"] else ""
-                    console.print(f"  step {s['id']:<8} {s['kind']:<14} {s['state']}{job}" + (f" — {escape(s['reason'])}" if s["reason"] else ""))
-            if view["state"] in TERMINAL:
-                break
-            time.sleep(poll_s)
-            view = client.request("GET", f"/v1/workflow-runs/{run_id}")
-            live.update(render(view))
+
+    def state_lines(view: dict[str, Any]) -> None:
+        for s in view["steps"]:
+            if seen.get(s["id"]) != s["state"]:
+                seen[s["id"]] = s["state"]
+                job = f" {s['job_id']}" if s["job_id"] else ""
+                console.print(f"  step {s['id']:<8} {s['kind']:<14} {s['state']}{job}" + (f" — {escape(s['reason'])}" if s["reason"] else ""))
+
+    view = watch_run(client, run_id, poll_s, on_view=state_lines)
     if not err.is_terminal:
         err.line()  # the tree is printed once, at the end, without one
     console.print(f"Run {run_id} [bold]{view['state']}[/]: {view['done']} of {len(view['steps'])} steps ended")

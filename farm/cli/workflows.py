@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -135,13 +136,23 @@ def trigger_delete(trigger_id: str) -> None:
     console.print(f"Trigger {trigger_id} deleted")
 
 
-def follow(client: Client, run_id: str, poll_s: float = 0.5) -> dict[str, Any]:
+def watch_run(client: Client, run_id: str, poll_s: float = 0.5,
+              on_view: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """The run as a live tree until it ends (``on_view`` sees every poll's view); returns the ended run's view."""
     view = client.request("GET", f"/v1/workflow-runs/{run_id}")
     with Live(render(view), console=err, refresh_per_second=4) as live:
-        while view["state"] not in TERMINAL:
+        while True:
+            if on_view is not None:
+                on_view(view)
+            if view["state"] in TERMINAL:
+                return view
             time.sleep(poll_s)
             view = client.request("GET", f"/v1/workflow-runs/{run_id}")
             live.update(render(view))
+
+
+def follow(client: Client, run_id: str, poll_s: float = 0.5) -> dict[str, Any]:
+    view = watch_run(client, run_id, poll_s)
     console.print(f"Run {run_id} [bold]{view['state']}[/]" + (f" — {view['error']}" if view["error"] else ""))
     for step in view["steps"]:
         for name, assets in step["outputs"].items():
