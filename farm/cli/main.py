@@ -35,7 +35,7 @@ app.add_typer(models_app, name="models")
 def create_org(name: str) -> None:
     """Create an organization and print its first admin key."""
     settings = get_settings()
-    db = Database(settings.db.url)
+    db = Database.of(settings.db)
     db.upgrade()
     try:
         org, key = create_org_with_admin(db, name)
@@ -51,7 +51,7 @@ def db_upgrade() -> None:
     from farm.db.migrate import current
 
     settings = get_settings()
-    db = Database(settings.db.url)
+    db = Database.of(settings.db)
     db.upgrade()
     console.print(f"Database at revision {current(db.engine)} ({db.engine.url.render_as_string(hide_password=True)})")
 

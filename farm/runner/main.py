@@ -67,7 +67,7 @@ def main(job_id: str) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = runner_settings()  # secrets from the node or the farm's 0600 file, never from the submission
     kinds.load(settings.extra_kinds)
-    db = Database(settings.db.url)
+    db = Database.of(settings.db)
 
     def claim(s: Session) -> Job | None:
         job = s.get(Job, job_id)
