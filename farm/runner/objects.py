@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from farm.assets import HashingReader, StoredFile, read_head, store_object
+from farm.storage.ingest import HashingReader, StoredFile, read_head, store_object
 from farm.runner.media_cache import MediaCache
 from farm.settings import Settings
 from farm.storage import LocalStore, ObjectNotFound, ObjectStore, open_store
