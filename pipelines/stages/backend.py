@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import pickle
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("farm.stages")
 COLUMN = "item"
 _READY: dict[bytes, Stage[Any, Any]] = {}  # stages set up in this worker process
+_CORES: dict[str, int | None] = {}  # `local_cores` per cluster (by GCS address), looked up once
 
 
 def source_of(item: Any) -> Source:
@@ -104,8 +106,40 @@ def dataset(items: Sequence[Any]) -> Dataset:
     return ray.data.from_items([{COLUMN: pickle.dumps(i)} for i in items], override_num_blocks=len(items))
 
 
+def local_cores() -> int | None:
+    """The real cores when the cluster is this one machine and Ray was given more logical CPUs than it has; else None.
+
+    A local head gets extra logical CPUs so Serve replicas schedule on a small
+    machine (8 on 2 cores). A CPU stage would then run 8 tasks at once: 8 worker
+    processes each paying Python's and the libraries' start-up, for no more
+    throughput than 2. Capping a CPU stage at the cores starts only what can run.
+    """
+    import ray
+
+    key = ray.get_runtime_context().gcs_address
+    if key not in _CORES:
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        here = ray.get_runtime_context().get_node_id()
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        one_machine = len(nodes) == 1 and nodes[0]["NodeID"] == here
+        _CORES[key] = cores if one_machine and cores < nodes[0]["Resources"].get("CPU", 0) else None
+    return _CORES[key]
+
+
+def cluster_cores() -> int:
+    """CPUs a job's CPU stages can use at once: the real cores on one machine, else the cluster's logical CPUs."""
+    import ray
+
+    return local_cores() or max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
 def map_stage(ds: Dataset, stage: Stage[Any, Any], *, concurrency: int | None = None) -> Dataset:
-    """``stage`` over a dataset of pickled payloads, one task per payload; chains with other stages, streaming."""
+    """``stage`` over a dataset of pickled payloads, one task per payload; chains with other stages, streaming.
+
+    A CPU stage runs at most one task per real core on a one-machine cluster (`local_cores`).
+    """
+    if concurrency is None and not stage.resources.gpus and (cores := local_cores()):
+        concurrency = max(1, int(cores // max(stage.resources.cpus, 0.01)))
     return ds.map_batches(
         _Apply(stage), batch_size=1, batch_format="numpy", zero_copy_batch=True, concurrency=concurrency,
         num_cpus=stage.resources.cpus, num_gpus=stage.resources.gpus or None,
