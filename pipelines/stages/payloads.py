@@ -84,6 +84,7 @@ class Chunk:
     video: Video
     start: int
     end: int
+    pts: np.ndarray | None = field(default=None, compare=False, repr=False)  # the frames' pts, where a decoder seeks by time
 
     @property
     def frames(self) -> int:

@@ -118,7 +118,9 @@ def fades(intensity: np.ndarray, dark: float, min_ramp: int = 2) -> list[Transit
 
 def transitions(scores: np.ndarray, intensity: np.ndarray, config: DetectorConfig) -> list[Transition]:
     """Hard cuts and fades, in order; no hard cut is lost to a fade beside it."""
-    cand = [int(i) for i in candidates(scores, config) if i > 0 and not (intensity[i - 1] < config.dark and intensity[i] < config.dark)]
+    # Between black and a frame still dim (a fade's last step), the score is hue noise near black, not a cut.
+    cand = [int(i) for i in candidates(scores, config)
+            if i > 0 and not (min(intensity[i - 1], intensity[i]) < config.dark and max(intensity[i - 1], intensity[i]) < 2 * config.dark)]
     lit = {i for i in cand if min(intensity[i - 1], intensity[i]) >= 2 * config.dark}
     merged: list[Transition] = []
     for fade in fades(intensity, config.dark) if config.fades else []:
