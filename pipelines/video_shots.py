@@ -7,8 +7,10 @@ boundaries, writes the small outputs and records every asset. Outputs are
 named after the source: ``<video>.shots.json``, ``.shots.csv``, ``.edl``,
 ``.contact.jpg``, ``.shot-003.mp4``, ``.shot-003.jpg``. Progress events carry
 ``frames_decoded``/``frames_total``, then ``shots_rendered``/``shots_total``;
-a last ``timings`` event gives the driver's seconds per phase (probe, decode,
-detect, render, record), so a user sees where a job's time went.
+a last ``timings`` event gives the driver's seconds per phase (setup: inputs
+and the connection to Ray; probe, decode, detect, render, record) and the
+runner process's own start-up before them, so a user sees where a job's
+time went.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
+
+import psutil
 
 from farm.runner.context import JobContext
 from kinds.video_shots import VideoShotsSpec
@@ -32,21 +36,25 @@ from pipelines.stages.shots.reports import edl, shots_csv, shots_json, timecode
 from pipelines.stages.timings import PhaseClock
 
 CLIP_NAME = r"\.shot-\d{3}\.mp4$"
-PHASES = ("probe", "decode", "detect", "render", "record")
+PHASES = ("setup", "probe", "decode", "detect", "render", "record")
 
 
 def run(ctx: JobContext) -> None:
     spec = ctx.spec
     assert isinstance(spec, VideoShotsSpec)
-    sources, rejected = resolve_inputs(ctx, spec)
-    ctx.set_total(len(sources) + len(rejected))
-    for index, message in rejected:
-        ctx.item(index, False, message)
-    done = ctx.done_items()
-    todo = [s for s in sources if s.index not in done]
+    runner_start_s = time.time() - psutil.Process().create_time()  # the runner's own start: Python, imports, claim
+    clock = PhaseClock(PHASES)
+    with clock.phase("setup"):
+        sources, rejected = resolve_inputs(ctx, spec)
+        ctx.set_total(len(sources) + len(rejected))
+        for index, message in rejected:
+            ctx.item(index, False, message)
+        done = ctx.done_items()
+        todo = [s for s in sources if s.index not in done]
+        if todo:
+            ctx.connect_ray()
     if todo:
-        ctx.connect_ray()
-        report, clock = ShotsReporter(ctx), PhaseClock(PHASES)
+        report = ShotsReporter(ctx)
         detected, failed = find_shots(
             todo, detector_config(spec), objects=ctx.objects, chunk_size=spec.chunk_size,
             on_probed=report.probed, on_chunk=report.frames, clock=clock,
@@ -54,7 +62,7 @@ def run(ctx: JobContext) -> None:
         for f in failed.values():
             ctx.item(f.source.index, False, f.message)
         Outputs(ctx, spec, report, clock).write(detected)
-        ctx.event("timings", seconds=clock.rounded(), videos=len(todo))
+        ctx.event("timings", seconds=clock.rounded(), videos=len(todo), runner_start_s=round(runner_start_s, 3))
     ctx.flush()
 
 

@@ -102,8 +102,9 @@ def test_three_videos_one_corrupt(shots_farm: JobFarm, edge_video: SyntheticVide
     assert decoded == sorted(decoded) and progress[-1]["frames_total"] == 280 + 250 and decoded[-1] == 530
 
     (timings,) = stream_events(shots_farm, job["id"], "timings")  # where the time went, once per run
-    assert list(timings["seconds"]) == ["probe", "decode", "detect", "render", "record"]
-    assert all(timings["seconds"][p] > 0 for p in ("probe", "decode", "render", "record")), timings
+    assert list(timings["seconds"]) == ["setup", "probe", "decode", "detect", "render", "record"]
+    assert all(timings["seconds"][p] > 0 for p in ("setup", "probe", "decode", "render", "record")), timings
+    assert timings["runner_start_s"] > 0
 
 
 def test_foreign_missing_and_non_video_inputs_fail_as_items(shots_farm: JobFarm, bikes: Path, tmp_path: Path) -> None:

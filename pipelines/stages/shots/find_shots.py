@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from farm.runner.objects import ObjectHandle
-from pipelines.stages.backend import run_ray
+from pipelines.stages.backend import cluster_cores, run_ray
 from pipelines.stages.base import Stage
 from pipelines.stages.media.probe import Probe
 from pipelines.stages.payloads import ChunkFeatures, Failed, Probed, Shot, Source, Transition
@@ -46,10 +46,16 @@ def find_shots(
     sources: Sequence[Source], config: DetectorConfig, *, objects: ObjectHandle | None = None, chunk_size: int = 240,
     feature_width: int = FEATURE_WIDTH, run: Runner = run_ray,
     on_probed: Callable[[Iterable[Probed], Progress], None] | None = None,
-    on_chunk: Callable[[Progress], None] | None = None, clock: PhaseClock | None = None,
+    on_chunk: Callable[[Progress], None] | None = None, clock: PhaseClock | None = None, cores: int | None = None,
 ) -> tuple[dict[int, Detected], dict[int, Failed]]:
-    """Shots of every source (by item index), and the sources that failed with why."""
+    """Shots of every source (by item index), and the sources that failed with why.
+
+    ``cores`` (default: the cluster's, for `run_ray`) only shapes small jobs: when
+    the videos hold fewer frames than a chunk per core, chunks shrink to keyframe
+    edges so every core still decodes.
+    """
     clock = clock or PhaseClock()
+    cores = cores or (cluster_cores() if run is run_ray else 1)
     failed: dict[int, Failed] = {}
     probed: dict[int, Probed] = {}
     with clock.phase("probe"):
@@ -61,7 +67,7 @@ def find_shots(
     progress = Progress(frames_total=sum(p.video.frames for p in probed.values()))
     if on_probed is not None:
         on_probed(probed.values(), progress)
-    split = SplitByFrame(chunk_size)
+    split = chunk_plan(progress.frames_total, chunk_size, cores)
     # Longest first: workers that finish early pick up the short ones, so none idles at the end.
     chunks = sorted((c for p in probed.values() for c in split.process(p)), key=lambda c: -c.frames)
     features: dict[int, list[ChunkFeatures]] = defaultdict(list)
@@ -83,3 +89,11 @@ def find_shots(
             found = transitions(scores, intensity, config)
             detected[index] = Detected(p, found, shots(p, found, config.keyframes_per_shot))
     return detected, failed
+
+
+def chunk_plan(frames: int, chunk_size: int, cores: int, least: int = 48) -> SplitByFrame:
+    """``chunk_size`` chunks, or, for a job smaller than a chunk per core, a core's share cut only at keyframes."""
+    share = -(-frames // max(cores, 1))
+    if share >= chunk_size or share < least:
+        return SplitByFrame(chunk_size)
+    return SplitByFrame(share, keyframes_only=True)
