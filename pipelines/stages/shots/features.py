@@ -58,15 +58,15 @@ def sampled_frames(path: Path, chunk: Chunk, size: tuple[int, int], batch: int) 
 
     Cheaper than a full decode: H.264's deblocking filter is skipped (it
     smooths block edges, which a 64-pixel picture never shows), and frames
-    are never scaled or converted whole: each small pixel averages a row
-    segment of the decoded planes, read straight from the decoder's buffers,
-    and only those few pixels go from YUV to RGB. One decoder thread: one
+    are never scaled or converted whole: per frame only the few samples the
+    small picture needs are copied out of the decoder's planes; averaging them
+    into pixels and YUV to RGB run once per batch. One decoder thread: one
     CPU per task, chunks run in parallel.
     """
-    pts = chunk.pts if chunk.pts is not None else None
+    pts = chunk.pts
     if pts is None or len(pts) != chunk.frames:
         raise ValueError("a chunk for frame features must carry its frames' pts (SplitByFrame sets them)")
-    out = np.empty((min(batch, chunk.frames), size[1], size[0], 3), np.uint8)
+    sampler: _Sampler | None = None
     filled = done = 0
     expected = int(pts[0])
     try:
@@ -81,10 +81,13 @@ def sampled_frames(path: Path, chunk: Chunk, size: tuple[int, int], batch: int) 
                     continue  # the GOP's head before the chunk's first frame
                 if stamp != expected:
                     raise MediaError(f"corrupt: frame {chunk.start + done} decoded at pts {stamp}, where the file's index says {expected}")
-                out[filled] = small_rgb(frame, size)
+                if frame.format.name not in ("yuv420p", "yuvj420p"):
+                    frame = frame.reformat(format="yuv420p")  # 10-bit, 4:2:2, RGB sources: rare, and dearer
+                sampler = sampler or _Sampler(frame, size, min(batch, chunk.frames))
+                sampler.take(frame, filled)
                 filled, done = filled + 1, done + 1
-                if filled == len(out) or done == chunk.frames:
-                    yield out[:filled].copy()
+                if filled == sampler.batch or done == chunk.frames:
+                    yield sampler.rgb(filled)
                     filled = 0
                 if done == chunk.frames:
                     return
@@ -94,33 +97,56 @@ def sampled_frames(path: Path, chunk: Chunk, size: tuple[int, int], batch: int) 
     raise MediaError(f"truncated: frames {chunk.start + done}-{chunk.end - 1} do not decode (the file ends early)")
 
 
-def small_rgb(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of ``size`` (W, H): each pixel the mean of a row segment at a quarter and three quarters down its cell."""
-    if frame.format.name not in ("yuv420p", "yuvj420p"):
-        frame = frame.reformat(format="yuv420p")  # 10-bit, 4:2:2, RGB sources: rare, and dearer
-    w, h = size
-    luma = _cells(frame.planes[0], frame.width, frame.height, w, h)
-    u = _cells(frame.planes[1], frame.width // 2, frame.height // 2, w, h) - 128.0
-    v = _cells(frame.planes[2], frame.width // 2, frame.height // 2, w, h) - 128.0
-    if frame.format.name == "yuvj420p" or getattr(frame, "color_range", 0) == 2:  # full range (JPEG)
-        y = luma
-        r, g, b = y + 1.402 * v, y - 0.344136 * u - 0.714136 * v, y + 1.772 * u
-    else:  # limited range, BT.601: what FFmpeg's RGB conversion assumes for untagged video
-        y = (luma - 16.0) * 1.164383
-        r, g, b = y + 1.596027 * v, y - 0.391762 * u - 0.812968 * v, y + 2.017232 * u
-    return np.clip(np.stack([r, g, b], axis=-1) + 0.5, 0, 255).astype(np.uint8)
+class _Sampler:
+    """Copies, per frame, the plane samples a (W, H) picture needs; per batch, averages them into RGB pixels.
+
+    Each small pixel is the mean of 8 samples of its cell (at a quarter and at
+    three quarters down, 4 across), in each of Y, U and V: enough to average
+    out film grain, and a fixed cost per frame whatever the resolution.
+    """
+
+    def __init__(self, frame: av.VideoFrame, size: tuple[int, int], batch: int) -> None:
+        self.size, self.batch = size, batch
+        self.full_range = frame.format.name == "yuvj420p" or getattr(frame, "color_range", 0) == 2  # JPEG range
+        w, h = size
+        self.planes = [_PlaneCut(frame.width, frame.height, w, h), _PlaneCut(frame.width // 2, frame.height // 2, w, h)]
+        self.buffers = [np.empty((batch, 2 * h, self.planes[min(i, 1)].span), np.uint8) for i in range(3)]
+
+    def take(self, frame: av.VideoFrame, i: int) -> None:
+        for k, plane in enumerate(frame.planes[:3]):
+            data = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+            self.buffers[k][i] = self.planes[min(k, 1)].rows_of(data)
+
+    def rgb(self, n: int) -> np.ndarray:
+        """(n, H, W, 3) uint8 RGB of the first ``n`` frames taken."""
+        w, h = self.size
+        y, u, v = (self.planes[min(k, 1)].average(self.buffers[k][:n], n) for k in range(3))
+        u, v = u - 128.0, v - 128.0
+        if self.full_range:
+            r, g, b = y + 1.402 * v, y - 0.344136 * u - 0.714136 * v, y + 1.772 * u
+        else:  # limited range, BT.601: what FFmpeg's RGB conversion assumes for untagged video
+            y = (y - 16.0) * 1.164383
+            r, g, b = y + 1.596027 * v, y - 0.391762 * u - 0.812968 * v, y + 2.017232 * u
+        return np.clip(np.stack([r, g, b], axis=-1) + 0.5, 0, 255).astype(np.uint8)
 
 
-def _cells(plane: av.video.plane.VideoPlane, width: int, height: int, w: int, h: int) -> np.ndarray:
-    """(h, w) float32: the plane cut into w x h cells, each averaged over two of its rows."""
-    data = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
-    rows = np.minimum(((np.arange(h)[:, None] + np.array([0.25, 0.75])) * height / h).astype(np.intp), height - 1).ravel()
-    step = width // w
-    if step >= 1:
-        picked = data[rows, : step * w].reshape(h, 2, w, step)
-        return picked.mean(axis=(1, 3), dtype=np.float32)
-    cols = (np.arange(w) * width // w).astype(np.intp)  # a plane narrower than the features (a tiny video's chroma)
-    return data[rows][:, cols].reshape(h, 2, w).mean(axis=1, dtype=np.float32)
+class _PlaneCut:
+    """Where in one plane (width x height) a w x h picture's samples lie: per cell, 2 rows by up to 4 columns."""
+
+    def __init__(self, width: int, height: int, w: int, h: int) -> None:
+        self.w, self.h = w, h
+        self.k = min(4, max(1, width // w))  # columns per cell: a plane narrower than the picture samples one
+        rows = np.minimum(((np.arange(h)[:, None] + np.array([0.25, 0.75])) * height / h).astype(np.intp), height - 1).ravel()
+        offsets = (np.arange(self.k) + 0.5) / self.k
+        cols = np.minimum(((np.arange(w)[:, None] + offsets) * width / w).astype(np.intp), width - 1).ravel()
+        self.at = np.ix_(rows, cols)
+        self.span = len(cols)
+
+    def rows_of(self, data: np.ndarray) -> np.ndarray:
+        return data[self.at]
+
+    def average(self, samples: np.ndarray, n: int) -> np.ndarray:
+        return samples.reshape(n, self.h, 2, self.w, self.k).mean(axis=(2, 4), dtype=np.float32)
 
 
 def feature_size(width: int, height: int, target: int = FEATURE_WIDTH) -> tuple[int, int]:
