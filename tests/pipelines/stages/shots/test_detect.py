@@ -218,3 +218,15 @@ def test_busy_footage_reports_its_real_cuts_not_its_changing_digits(busy: tuple[
     found = transitions(scores, intensity, DetectorConfig(kind="content"))
     assert_cuts([t.frame for t in found], video.cuts)
     assert all(t.kind == "cut" for t in found)
+
+
+def test_keyframes_inside_a_grainy_shot_are_not_cuts(media_dir: Path) -> None:
+    """Every decoded frame is exact. A decoder that skips deblocking drifts over a GOP and jumps back at the next
+    keyframe: on this grainy clip (from the shots benchmark's folder) that jump scored 37 at keyframe 747 and
+    hid the real cut at 751."""
+    lengths = [158, 71, 225, 26, 49, 222, 40]
+    video = make_video(media_dir / "grainy-gop.mp4", [ShotSpec(n) for n in lengths], size=(854, 480), fps=25, grain=5.0, seed=11)
+    p = probed(video.path)
+    assert 747 in p.keyframes.tolist() and 751 in video.cuts
+    scores, intensity = stitch(features(p, 240, snap=True), p.video.frames)
+    assert_cuts([t.frame for t in transitions(scores, intensity, DetectorConfig(min_shot_len=15))], video.cuts)
