@@ -454,9 +454,8 @@ def folder_report(videos: list[BenchVideo], frames: int, walls: dict[str, list[f
                   jobs: dict[str, dict[str, Any]], repeat: int) -> None:
     best = {name: min(w) for name, w in walls.items()}
     ceiling = min(best["ffmpeg null, 2 processes"], best[f"ffmpeg null -threads {CORES}"])
-    sizes = sorted({f"{v.frames}" for v in videos}, key=int)
-    out.print(f"[bold]Folder[/]: {len(videos)} clips, {frames} frames ({sizes[0]}-{sizes[-1]} a clip, "
-              f"{len({(v.path.suffix, v.name.split('-')[2] if v.name.startswith('clip-') else v.name) for v in videos})} kinds), "
+    lengths = sorted(v.frames for v in videos)
+    out.print(f"[bold]Folder[/]: {len(videos)} clips, {frames} frames ({lengths[0]}-{lengths[-1]} a clip), "
               f"{CORES} CPUs; wall seconds, best of {repeat}; load average at the end {os.getloadavg()[0]:.1f}")
     table = Table(title="a folder of clips: one video.shots job (submit to succeeded) vs PySceneDetect's CLI, two at a time")
     for col in ("contender", "wall s (runs)", "frames/s", "vs ceiling", "ours vs PSD", "target"):
@@ -637,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_speed:
         if args.clips:
             folder_run(args.dir / "folder", args.clips, args.folder_repeat, clips=not args.no_clips)
-        videos = generate(args.dir) if args.per_video else [v for v in generate(args.dir, only_real=True)]
+        videos = generate(args.dir) if args.per_video else generate(args.dir, only_real=True)
         import ray
 
         with LocalRayHead(num_cpus=CORES) as head:
