@@ -43,6 +43,7 @@ from pipelines.stages.shots.detect import DetectorConfig
 from pipelines.stages.shots.find_shots import find_shots
 from tests.farm.dispatch.conftest import JobFarm, make_settings, start_job_farm
 from tests.fixtures.models import model_cache_dir
+from tests.fixtures.postgres import PartGate
 from tests.pipelines.conftest import audio_samples, vfr_copy
 from tests.pipelines.test_video_shots import content, item_errors, progress_events, stream_events, upload
 
@@ -118,7 +119,7 @@ class RestyleJobs:
 
 @pytest.fixture(scope="module")
 def jobs(restyle_farm: JobFarm, three_shots: SyntheticVideo, vfr_video: Path, bad_videos: dict[str, Path]) -> RestyleJobs:
-    """Four jobs, two at a time; the runner of "killed" is SIGKILLed once two of its six chunks are recorded.
+    """Four jobs, two at a time; the runner of "killed" is SIGKILLed once two of its six chunks are recorded (and no more: `PartGate`).
 
     "killed" renders the main job's first video in chunks of 6 instead of 8,
     so its frames sit at other batch positions: it is the determinism test's
@@ -135,11 +136,15 @@ def jobs(restyle_farm: JobFarm, three_shots: SyntheticVideo, vfr_video: Path, ba
         "preview": {**SPEC, "asset_ids": three, "preview": True},
     }
     ids = {name: jf.submit(kind="video.restyle", spec=spec)["id"] for name, spec in specs.items()}
-    before = wait_for_parts(jf, ids["killed"], 2)
-    with jf.farm.db.session() as s:
-        pid = s.get(Job, ids["killed"]).runner_pid
-    assert pid
-    os.kill(pid, signal.SIGKILL)
+    gate = PartGate(jf.settings.db.url, ids["killed"], after=2)  # the third chunk's record waits here
+    try:
+        before = wait_for_parts(jf, ids["killed"], 2)
+        with jf.farm.db.session() as s:
+            pid = s.get(Job, ids["killed"]).runner_pid
+        assert pid
+        os.kill(pid, signal.SIGKILL)
+    finally:
+        gate.open()
     return RestyleJobs(jf, assets, ids, before)
 
 
@@ -284,7 +289,7 @@ def test_killed_runner_renders_only_missing_chunks(jobs: RestyleJobs) -> None:
     """The runner was SIGKILLed once two of six chunks were recorded: the retry renders the rest, and the frames equal an uninterrupted run's."""
     jf, before, done = jobs.jf, jobs.killed_before, jobs.done("killed")
     assert done["state"] == "succeeded" and done["attempts"] == 2, done
-    assert 2 <= len(before) < 6, "the runner finished before it could be killed"
+    assert len(before) == 2, "the runner was not killed at the gate"
     after = {p.part: p for p in parts(jf, done["id"])}
     assert len(after) == 3 + 1 + 2
     assert all(after[p.part].attempt == 1 for p in before), "a chunk done before the kill was rendered again"
