@@ -150,6 +150,11 @@ class ServeSettings(BaseModel):
     request_timeout_s: float = Field(default=600, gt=0, description="Longest wait for Serve to answer or stream a chunk")
     rate_limit_rps: float = Field(default=20, ge=0, description="Requests per second per API key, sustained (0: no limit)")
     rate_limit_burst: int = Field(default=60, ge=1, description="Requests per API key allowed at once before the sustained rate applies")
+    key_cache_s: float = Field(
+        default=5, ge=0,
+        description="Seconds a verified API key is trusted by the generation routes without a database lookup; a key revoked "
+        "through another process stops working there within this (0: look every request's key up)",
+    )
     default_project: str = Field(default="generations", description="Project that stores generated images when no X-Farm-Project header is sent")
     max_image_upload_bytes: int = Field(default=4 << 20, ge=1, description="Largest input image for /v1/images/edits")
     max_media_bytes: int = Field(

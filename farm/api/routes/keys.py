@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -44,10 +44,13 @@ def get_key(key_id: str, principal: Admin, session: SessionDep) -> ApiKey:
 
 
 @router.delete("/{key_id}", response_model=KeyPublic)
-def revoke(key_id: str, principal: Admin, session: SessionDep) -> ApiKey:
+def revoke(key_id: str, principal: Admin, session: SessionDep, request: Request) -> ApiKey:
     """Revoked keys stay listed (with revoked_at) for the audit trail."""
     key = _load(session, principal, key_id)
     revoke_key(session, key)
     audit.record(session, principal, "key.revoke", "api_key", key.id, name=key.name)
     session.commit()
+    generation = getattr(request.app.state, "generation", None)
+    if generation is not None:  # the generation routes' verified keys: this one goes at once
+        generation.keys.forget(key.id)
     return key

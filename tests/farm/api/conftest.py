@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from farm.accounts import create_org, issue_key
 from farm.api import create_app
 from farm.db import Database, Role
-from farm.settings import S3Settings, Settings, StorageSettings
+from farm.settings import S3Settings, ServeSettings, Settings, StorageSettings
 from tests.fixtures.s3 import unique_bucket
 
 
@@ -40,8 +40,9 @@ class Farm:
         return self.call("POST", f"/v1/projects/{project_id}/assets", who, files={"file": (name, data)})
 
 
-def make_farm(db_url: str, home: Path, storage: StorageSettings, s3: S3Settings | None = None) -> Iterator[Farm]:
-    settings = Settings(home=home, db={"url": db_url}, storage=storage, s3=s3 or S3Settings())
+def make_farm(db_url: str, home: Path, storage: StorageSettings, s3: S3Settings | None = None,
+              serve: ServeSettings | None = None) -> Iterator[Farm]:
+    settings = Settings(home=home, db={"url": db_url}, storage=storage, s3=s3 or S3Settings(), serve=serve or ServeSettings())
     db = Database(db_url)
     app = create_app(settings, db=db)
     with TestClient(app) as client:

@@ -22,6 +22,7 @@ from farm import audit
 from farm.accounts import Principal, authenticate
 from farm.api.deps import load_project
 from farm.api.routes.openai.errors import retry_after
+from farm.api.routes.openai.keycache import KeyCache
 from farm.api.routes.openai.state import Generation
 from farm.api.runtime import Runtime
 from farm.db import Database
@@ -58,9 +59,13 @@ def _principal(role: Role):  # type: ignore[no-untyped-def]
         headers = {"WWW-Authenticate": "Bearer"}
         if creds is None:
             raise OpenAIError(401, "missing API key: send 'Authorization: Bearer sk_farm_…'", headers=headers)
-        principal = await run_in_threadpool(_authenticate, request.app.state.runtime.db, creds.credentials)
+        keys: KeyCache = request.app.state.generation.keys
+        principal = keys.get(creds.credentials)
         if principal is None:
-            raise OpenAIError(401, "invalid or revoked API key", headers=headers)
+            principal = await run_in_threadpool(_authenticate, request.app.state.runtime.db, creds.credentials)
+            if principal is None:
+                raise OpenAIError(401, "invalid or revoked API key", headers=headers)
+            keys.put(creds.credentials, principal)
         if not principal.can(role):
             raise OpenAIError(403, f"this action needs the '{role.value}' role; the key has '{principal.role.value}'")
         return principal

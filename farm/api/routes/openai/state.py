@@ -1,7 +1,8 @@
 """What the OpenAI-compatible routes hold for the app's lifetime.
 
 One :class:`Generation` per app (``app.state.generation``): the Serve client,
-the per-key rate limiter, the usage recorder and the model registry. The
+the per-key rate limiter, the verified-key cache, the usage recorder and
+the model registry. The
 lifespan starts and stops it; routes reach it through ``GenerationDep``.
 """
 
@@ -11,6 +12,7 @@ import time
 from typing import TYPE_CHECKING
 
 from farm.api.routes.openai.errors import unavailable
+from farm.api.routes.openai.keycache import KeyCache
 from farm.api.routes.openai.upstream import ServeClient
 from farm.db import Database
 from farm.openai.errors import OpenAIError
@@ -27,6 +29,7 @@ class Generation:
         self.settings = settings
         self.limiter = RateLimiter(settings.serve.rate_limit_rps, settings.serve.rate_limit_burst)
         self.usage = UsageRecorder(db)
+        self.keys = KeyCache(settings.serve.key_cache_s)
         self._serve: ServeClient | None = None
         self._registry: ModelRegistry | None = None
         self.registry_loaded_at = 0

@@ -5,7 +5,7 @@ Why HTTP and not Serve handles: the control plane stays a plain web process
 cluster), streaming passes straight through, and the same client works
 against a local head, a remote cluster or a KubeRay Serve service. The proxy
 listens on loopback / a cluster-internal service only; this module is the
-only caller. One pooled ``httpx.AsyncClient`` keeps connections warm.
+only caller. One pooled aiohttp session keeps connections warm.
 
 Upstream answers are mapped to what an OpenAI client expects: Serve's
 back-pressure (503/429) keeps its status and gains ``Retry-After``; a Serve
@@ -15,12 +15,15 @@ other upstream failures are a 502, never a hang (timeouts are configured).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from collections.abc import AsyncIterator, Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 
 from farm.api.routes.openai.errors import retry_after, unavailable
 from farm.openai.errors import OpenAIError
@@ -34,13 +37,60 @@ def _add_upstream(start: float) -> None:
     UPSTREAM_SECONDS.set(UPSTREAM_SECONDS.get() + time.perf_counter() - start)
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A whole answer from Serve."""
+
+    status_code: int
+    reason_phrase: str
+    headers: Mapping[str, str]  # case-insensitive (Serve's Retry-After)
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class Stream:
+    """An open streamed answer from Serve; the caller closes it."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise _transport_error(exc) from None
+
+    async def aclose(self) -> None:
+        self._response.release()
+
+
 class ServeClient:
+    """One pooled aiohttp session to Serve's proxy.
+
+    aiohttp rather than httpx on this path: httpx's pool checks every idle
+    connection's socket on each request it places (a ``poll`` per
+    connection), which at 32 concurrent streams made the pool the front
+    door's largest cost after authentication.
+    """
+
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.request_timeout_s, connect=settings.connect_timeout_s),
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
-        )
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=settings.connect_timeout_s, sock_read=settings.request_timeout_s)
+        self._http: aiohttp.ClientSession | None = None
+
+    def _session(self) -> aiohttp.ClientSession:
+        # Made on first use: aiohttp binds a session to the running event loop.
+        if self._http is None:
+            connector = aiohttp.TCPConnector(limit=512, limit_per_host=512, keepalive_timeout=30)
+            self._http = aiohttp.ClientSession(connector=connector, timeout=self._timeout, auto_decompress=False)
+        return self._http
 
     def url(self, path: str) -> str:
         base = self.settings.url
@@ -48,52 +98,57 @@ class ServeClient:
             raise unavailable("online generation is not configured on this farm (FARM_SERVE__URL is unset)", code="serve_not_configured", retry_after_s=60)
         return base.rstrip("/") + path
 
-    async def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        """POST JSON and read the whole answer; an error answer raises :class:`OpenAIError`."""
+    async def _open(self, path: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
         url = self.url(path)
         start = time.perf_counter()
         try:
-            response = await self._http.post(url, json=body)
-        except httpx.HTTPError as exc:
+            return await self._session().post(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise _transport_error(exc) from None
         finally:
             _add_upstream(start)
-        if response.status_code >= 400:
-            raise upstream_error(response)
-        return response
 
-    async def stream(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        """POST JSON and return the open response (the caller closes it); errors raise before any byte is relayed."""
-        url = self.url(path)
-        request = self._http.build_request("POST", url, json=body)
-        start = time.perf_counter()
+    async def post(self, path: str, body: dict[str, Any]) -> Answer:
+        """POST JSON and read the whole answer; an error answer raises :class:`OpenAIError`."""
+        response = await self._open(path, body)
         try:
-            response = await self._http.send(request, stream=True)
-        except httpx.HTTPError as exc:
+            content = await response.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise _transport_error(exc) from None
         finally:
-            _add_upstream(start)
-        if response.status_code >= 400:
+            response.release()
+        answer = Answer(response.status, response.reason or "", response.headers.copy(), content)
+        if answer.status_code >= 400:
+            raise upstream_error(answer)
+        return answer
+
+    async def stream(self, path: str, body: dict[str, Any]) -> Stream:
+        """POST JSON and return the open answer (the caller closes it); errors raise before any byte is relayed."""
+        response = await self._open(path, body)
+        if response.status >= 400:
             try:
-                await response.aread()
-            except httpx.HTTPError:
-                pass
+                content = await response.read()
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                content = b""
             finally:
-                await response.aclose()
-            raise upstream_error(response)
-        return response
+                response.release()
+            raise upstream_error(Answer(response.status, response.reason or "", response.headers.copy(), content))
+        return Stream(response)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
 
 
-def _transport_error(exc: httpx.HTTPError) -> OpenAIError:
-    if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+def _transport_error(exc: BaseException) -> OpenAIError:
+    connecting = isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+    if isinstance(exc, asyncio.TimeoutError) and not connecting:
         return OpenAIError(504, "the generation backend did not answer in time", code="timeout")
     return unavailable(f"the generation service is not reachable ({exc.__class__.__name__}); retry shortly", code="serve_unreachable")
 
 
-def _message(response: httpx.Response) -> tuple[str, str | None, bool]:
+def _message(response: Answer) -> tuple[str, str | None, bool]:
     """The upstream error's message, its param, and whether it was a JSON error at all."""
     try:
         data = response.json()
@@ -111,7 +166,7 @@ def _message(response: httpx.Response) -> tuple[str, str | None, bool]:
     return str(data)[:500], None, True
 
 
-def upstream_error(response: httpx.Response) -> OpenAIError:
+def upstream_error(response: Answer) -> OpenAIError:
     status = response.status_code
     message, param, is_json = _message(response)
     wait = response.headers.get("retry-after")

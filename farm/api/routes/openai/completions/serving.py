@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
 from fastapi import Response
 from fastapi.responses import StreamingResponse
 
 from farm.api.routes.openai.deps import Caller
 from farm.api.routes.openai.state import Generation
+from farm.api.routes.openai.upstream import Stream
 from farm.openai.completions import ChatCompletionRequest, CompletionRequest
 from farm.openai.media import check_media
 from farm.usage import Usage
@@ -57,8 +57,8 @@ async def complete(gen: Generation, caller: Caller, body: ChatCompletionRequest 
     return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-async def _relay(gen: Generation, upstream: httpx.Response, usage: Usage, start: float, *, keep_usage_chunk: bool) -> AsyncIterator[bytes]:
-    """Server-sent events from Serve, one whole event at a time.
+async def _relay(gen: Generation, upstream: Stream, usage: Usage, start: float, *, keep_usage_chunk: bool) -> AsyncIterator[bytes]:
+    """Server-sent events from Serve, relayed as whole events (those that arrive together go out together).
 
     Usage is recorded before ``[DONE]`` goes out, so a client that has read
     its stream to the end finds it in ``/v1/usage``; or, failing that, when
@@ -77,20 +77,34 @@ async def _relay(gen: Generation, upstream: httpx.Response, usage: Usage, start:
     try:
         async for chunk in upstream.aiter_bytes():
             buffer += chunk
-            while (end := buffer.find(b"\n\n")) >= 0:
-                event, buffer = buffer[: end + 2], buffer[end + 2 :]
-                if b'"usage"' in event and (data := _event_json(event)) is not None and data.get("usage"):
-                    _count(usage, data["usage"])
-                    if not keep_usage_chunk and not data.get("choices"):
-                        continue  # the usage-only chunk we asked for ourselves
-                if event.startswith(b"data: [DONE]"):
-                    settle()
-                yield event
+            cut = buffer.rfind(b"\n\n") + 2
+            if cut < 2:
+                continue  # no whole event yet
+            whole, buffer = buffer[:cut], buffer[cut:]
+            if b'"usage"' in whole or b"[DONE]" in whole:
+                whole = _settle_events(whole, usage, settle, keep_usage_chunk)
+            if whole:
+                yield whole  # every whole event that arrived together, in one write
         if buffer.strip():
             yield buffer
     finally:
         await upstream.aclose()
         settle()
+
+
+def _settle_events(events: bytes, usage: Usage, settle: Callable[[], None], keep_usage_chunk: bool) -> bytes:
+    """Whole events with the usage counted, our own usage-only chunk dropped, and usage recorded before ``[DONE]``."""
+    kept = []
+    for event in events.split(b"\n\n")[:-1]:
+        event += b"\n\n"
+        if b'"usage"' in event and (data := _event_json(event)) is not None and data.get("usage"):
+            _count(usage, data["usage"])
+            if not keep_usage_chunk and not data.get("choices"):
+                continue  # the usage-only chunk we asked for ourselves
+        if event.startswith(b"data: [DONE]"):
+            settle()
+        kept.append(event)
+    return b"".join(kept)
 
 
 def _event_json(event: bytes) -> dict[str, Any] | None:
