@@ -1,24 +1,18 @@
-"""The tiny demo models: build guarantees, transformers, diffusers and vLLM."""
+"""The tiny demo models: build guarantees, transformers, diffusers, and vLLM (the session's Serve deployment)."""
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import torch
 
 from serve import demo_models as dm
-from serve.demo import DEMO_LLM_ENGINE_KWARGS
-
-VLLM_SCRIPT = Path(__file__).with_name("vllm_generate.py")
 
 
 def _sha256(path: Path) -> str:
@@ -208,49 +202,48 @@ def test_image_to_image(demo_models):
     assert np.asarray(out).std() > 1.0
 
 
-# -- tiny-llama with vLLM (one subprocess for the module) ------------------
+# -- tiny-llama on vLLM: the session's Serve deployment (the registry's engine kwargs, as `farm up` serves it) --
+
+PROMPTS = ["Tell me a story about a dragon and a knight.", "A painting of a castle at sunset"]
+CHAT = [
+    {"role": "system", "content": "You are a helpful assistant."},
+    {"role": "user", "content": "Hello, how are you?"},
+]
+MAX_TOKENS = 8
+
+
+def _llm(serve_apps, endpoint: str, body: dict) -> dict:
+    """One request straight to Serve's LLM application, with the token ids vLLM used and made."""
+    # ignore_eos: random weights may well sample EOS first; a fixed count is wanted.
+    request = {"model": "tiny-llama", "max_tokens": MAX_TOKENS, "temperature": 0, "ignore_eos": True, "return_token_ids": True, **body}
+    r = httpx.post(f"{serve_apps.url}/llm/v1/{endpoint}", json=request, timeout=300)
+    assert r.status_code == 200, r.text
+    return r.json()
 
 
 @pytest.fixture(scope="module")
-def vllm_result(demo_models) -> dict:
-    if importlib.util.find_spec("vllm") is None:
-        pytest.skip("vllm is not installed")
-    t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, str(VLLM_SCRIPT), str(demo_models["tiny-llama"]), json.dumps(DEMO_LLM_ENGINE_KWARGS)],
-        capture_output=True,
-        text=True,
-        timeout=540,
-        env=os.environ.copy(),
-    )
-    elapsed = time.perf_counter() - t0
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("VLLM_RESULT ")]
-    if proc.returncode != 0 or not lines:
-        pytest.fail(
-            f"vllm_generate.py exited {proc.returncode}\n--- stdout ---\n{proc.stdout[-6000:]}"
-            f"\n--- stderr ---\n{proc.stderr[-6000:]}"
-        )
-    result = json.loads(lines[-1].removeprefix("VLLM_RESULT "))
-    print(f"\nvLLM subprocess: {elapsed:.1f}s total, engine load {result['load_s']}s, generate {result['generate_s']}s")
-    return result
+def llama_tokenizer(demo_models):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(demo_models["tiny-llama"])
 
 
-@pytest.mark.slow
-def test_vllm_generates_tokens(vllm_result):
-    assert vllm_result["dtype"] == "torch.bfloat16"
-    assert len(vllm_result["generate"]) == 2
-    for out in vllm_result["generate"]:
-        assert out["prompt_token_ids"][0] == vllm_result["bos_token_id"]
-        assert len(out["token_ids"]) == 8
-        assert out["text"]
+def test_vllm_generates_tokens(serve_apps, llama_tokenizer):
+    for prompt in PROMPTS:
+        (choice,) = _llm(serve_apps, "completions", {"prompt": prompt})["choices"]
+        assert choice["prompt_token_ids"][0] == llama_tokenizer.bos_token_id
+        assert choice["prompt_token_ids"].count(llama_tokenizer.bos_token_id) == 1
+        assert len(choice["token_ids"]) == MAX_TOKENS
+        assert choice["text"]
 
 
-@pytest.mark.slow
-def test_vllm_chat_uses_the_template(vllm_result):
-    (chat,) = vllm_result["chat"]
-    assert chat["prompt"].endswith("<|assistant|>\n")
-    assert chat["prompt"].count("<|begin_of_text|>") == 1
-    ids = chat["prompt_token_ids"]
-    assert ids.count(vllm_result["bos_token_id"]) == 1
-    assert vllm_result["assistant_token_id"] in ids
-    assert len(chat["token_ids"]) == 8
+def test_vllm_chat_uses_the_template(serve_apps, llama_tokenizer):
+    answer = _llm(serve_apps, "chat/completions", {"messages": CHAT})
+    ids = answer["prompt_token_ids"]
+    assert ids.count(llama_tokenizer.bos_token_id) == 1 and ids[0] == llama_tokenizer.bos_token_id
+    prompt = llama_tokenizer.decode(ids)
+    assert prompt.endswith("<|assistant|>\n"), prompt  # the generation prompt of the demo model's template
+    assert prompt.count("<|begin_of_text|>") == 1
+    assert all(m["content"] in prompt for m in CHAT)
+    (choice,) = answer["choices"]
+    assert len(choice["token_ids"]) == MAX_TOKENS
