@@ -5,8 +5,8 @@ process contends for the same cores; this isolates what one request costs the
 front door process itself. A stub upstream (its own uvicorn process) answers
 `/llm/v1/chat/completions` with a fixed 64-token completion, streamed as 64
 events plus the usage chunk or whole; the front door is the farm's control
-plane in its own uvicorn process (SQLite, rate limits off), as in
-`serving.py`. The client sends `--requests` chat completions from `--clients`
+plane in its own uvicorn process (SQLite, rate limits off), started by
+`serving.py`'s own code. The client sends `--requests` chat completions from `--clients`
 concurrent connections after 200 untimed ones; the figure is the front door
 process's CPU seconds (user + system, from /proc) over the timed requests.
 
@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from serving import _free_port, _start_front_door  # noqa: E402  (benchmarks/, the script's own folder: the same front door process)
 
 MODEL = "tiny-llama"
 TOKENS = 64
@@ -59,21 +60,6 @@ async def app(scope, receive, send):
     await send({"type": "http.response.body", "body": b""})
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 ''' % {"tokens": TOKENS, "total": TOKENS + 10, "model": MODEL}
-
-FRONT_DOOR = """
-import uvicorn
-from farm.api import create_app
-from farm.settings import Settings
-s = Settings()
-uvicorn.run(create_app(s), host=s.api.host, port=s.api.port, log_level="warning")
-"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -122,7 +108,6 @@ def main() -> None:
 
     from farm.accounts import create_org, issue_key
     from farm.db import Database, Role
-    from farm.runner_env import settings_env
     from farm.settings import Settings
 
     work = Path(tempfile.mkdtemp(prefix="farm-door-cpu-"))
@@ -139,11 +124,10 @@ def main() -> None:
         _, key = issue_key(s, create_org(s, "bench").id, "bench", Role.member)
         s.commit()
     db.dispose()
-    door = subprocess.Popen([sys.executable, "-c", FRONT_DOOR], env={**os.environ, **settings_env(settings)}, cwd=work)
+    door = _start_front_door(settings, work)
     cells = [(int(c), streamed) for c in args.clients.split(",") for streamed in (False, True)]
     print(f"front door CPU per request, {TOKENS}-token chat completions from a stub Serve, {args.requests} requests a cell")
     try:
-        _wait(f"{settings.base_url}/healthz")
         _wait(f"http://127.0.0.1:{stub_port}/")
         for n, (clients, streamed) in enumerate(cells):
             asyncio.run(_load(settings.base_url, key, 200, clients, streamed))

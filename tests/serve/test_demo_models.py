@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -228,6 +230,26 @@ def llama_tokenizer(demo_models):
     return AutoTokenizer.from_pretrained(demo_models["tiny-llama"])
 
 
+# vLLM's own resolution of the registry's engine kwargs for the demo model, without starting an engine
+# (the served engine's dtype is not visible over HTTP); its own process, so vLLM is never imported into pytest's.
+RESOLVE_DTYPE = """
+import json, sys
+from vllm.config import ModelConfig
+kwargs = json.loads(sys.argv[2])
+print("DTYPE", ModelConfig(model=sys.argv[1], dtype=kwargs.get("dtype", "auto"), max_model_len=kwargs["max_model_len"]).dtype)
+"""
+
+
+def test_vllm_loads_the_demo_llm_in_bfloat16(demo_models):
+    from serve.demo import DEMO_LLM_ENGINE_KWARGS
+
+    proc = subprocess.run([sys.executable, "-c", RESOLVE_DTYPE, str(demo_models["tiny-llama"]), json.dumps(DEMO_LLM_ENGINE_KWARGS)],
+                          capture_output=True, text=True, timeout=300)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("DTYPE ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+    assert lines[-1] == "DTYPE torch.bfloat16"
+
+
 def test_vllm_generates_tokens(serve_apps, llama_tokenizer):
     for prompt in PROMPTS:
         (choice,) = _llm(serve_apps, "completions", {"prompt": prompt})["choices"]
@@ -245,5 +267,6 @@ def test_vllm_chat_uses_the_template(serve_apps, llama_tokenizer):
     assert prompt.endswith("<|assistant|>\n"), prompt  # the generation prompt of the demo model's template
     assert prompt.count("<|begin_of_text|>") == 1
     assert all(m["content"] in prompt for m in CHAT)
+    assert llama_tokenizer.convert_tokens_to_ids("<|assistant|>") in ids
     (choice,) = answer["choices"]
     assert len(choice["token_ids"]) == MAX_TOKENS

@@ -46,6 +46,10 @@ class Answer:
     headers: Mapping[str, str]  # case-insensitive (Serve's Retry-After)
     content: bytes
 
+    @classmethod
+    def of(cls, response: aiohttp.ClientResponse, content: bytes) -> Answer:
+        return cls(response.status, response.reason or "", response.headers.copy(), content)
+
     @property
     def text(self) -> str:
         return self.content.decode("utf-8", "replace")
@@ -117,7 +121,7 @@ class ServeClient:
             raise _transport_error(exc) from None
         finally:
             response.release()
-        answer = Answer(response.status, response.reason or "", response.headers.copy(), content)
+        answer = Answer.of(response, content)
         if answer.status_code >= 400:
             raise upstream_error(answer)
         return answer
@@ -132,7 +136,7 @@ class ServeClient:
                 content = b""
             finally:
                 response.release()
-            raise upstream_error(Answer(response.status, response.reason or "", response.headers.copy(), content))
+            raise upstream_error(Answer.of(response, content))
         return Stream(response)
 
     async def aclose(self) -> None:
